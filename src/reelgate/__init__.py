@@ -1,0 +1,3 @@
+"""reelgate: a self-hosted gateway for asynchronous video generation."""
+
+__version__ = "0.1.0"

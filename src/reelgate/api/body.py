@@ -1,0 +1,94 @@
+"""Reading a create request's body: multipart, urlencoded or JSON, one image at most."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from reelgate.domain.errors import (
+    InvalidParameter,
+    InvalidRequest,
+    ReelgateError,
+    UnsupportedMediaType,
+)
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+IMAGE_FIELD = "input_reference"
+
+
+async def read_create_body(request: Request) -> tuple[dict[str, object], bytes | None]:
+    """The request's fields and the bytes of its ``input_reference`` image, if any."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in FORM_TYPES:
+        return await _read_form(request)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return await _read_json(request)
+    raise UnsupportedMediaType(
+        f"unsupported content type {content_type or '(none)'!r}; send multipart/form-data, "
+        "application/x-www-form-urlencoded or application/json"
+    )
+
+
+async def _read_form(request: Request) -> tuple[dict[str, object], bytes | None]:
+    try:
+        form = await request.form(max_files=1, max_fields=32, max_part_size=64 * 1024)
+    except ReelgateError:  # the body limit, raised while the form streams in
+        raise
+    except Exception as exc:  # python-multipart's and starlette's parse errors
+        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+        raise InvalidRequest(f"could not parse the form body: {detail}") from exc
+    fields: dict[str, object] = {}
+    image: bytes | None = None
+    for name in form:
+        values = form.getlist(name)
+        if len(values) > 1:
+            raise InvalidParameter(f"{name} was sent {len(values)} times", param=name)
+        value = values[0]
+        if isinstance(value, UploadFile):
+            if name != IMAGE_FIELD:
+                raise InvalidParameter(f"{name} must be a text field, not a file", param=name)
+            image = await value.read()
+            await value.close()
+        elif name == IMAGE_FIELD:
+            image = _data_url(value)
+        else:
+            fields[name] = value
+    return fields, image
+
+
+async def _read_json(request: Request) -> tuple[dict[str, object], bytes | None]:
+    try:
+        body: Any = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("the JSON body must be an object")
+    image = None
+    if IMAGE_FIELD in body:
+        value = body.pop(IMAGE_FIELD)
+        if not isinstance(value, str):
+            raise InvalidParameter(
+                "input_reference in JSON must be a data URL (data:image/png;base64,…)",
+                param=IMAGE_FIELD,
+            )
+        image = _data_url(value)
+    return body, image
+
+
+def _data_url(value: str) -> bytes:
+    """Decode ``data:image/…;base64,…``; other URLs are refused (no fetching)."""
+    head, sep, payload = value.partition(",")
+    if not sep or not head.startswith("data:") or not head.endswith(";base64"):
+        raise InvalidParameter(
+            "input_reference must be an uploaded image file, or a base64 data URL in JSON",
+            param=IMAGE_FIELD,
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidParameter("input_reference is not valid base64", param=IMAGE_FIELD) from exc

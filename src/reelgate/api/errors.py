@@ -1,0 +1,95 @@
+"""Every error as JSON in CometAPI's envelope; domain errors map to HTTP in one table."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from reelgate.domain import errors as e
+
+log = logging.getLogger("reelgate.api")
+
+# class -> (HTTP status, envelope type); the most specific class wins (MRO order).
+STATUS: dict[type[e.ReelgateError], tuple[int, str]] = {
+    e.ReelgateError: (500, "server_error"),
+    e.InvalidRequest: (400, "invalid_request_error"),
+    e.InvalidParameter: (400, "invalid_request_error"),
+    e.MissingParameter: (400, "invalid_request_error"),
+    e.UnsupportedTaskType: (400, "invalid_request_error"),
+    e.TaskNotFound: (400, "invalid_request_error"),
+    e.AuthenticationError: (401, "authentication_error"),
+    e.Forbidden: (403, "permission_error"),
+    e.NotFound: (404, "not_found_error"),
+    e.PayloadTooLarge: (413, "invalid_request_error"),
+    e.UnsupportedMediaType: (415, "invalid_request_error"),
+    e.RateLimited: (429, "rate_limit_error"),
+    e.Conflict: (409, "conflict_error"),
+    e.IllegalTransition: (409, "conflict_error"),
+    e.LeaseLost: (409, "conflict_error"),
+    e.Unavailable: (503, "service_unavailable"),
+    e.RenderError: (500, "server_error"),
+    e.RenderRejected: (500, "server_error"),
+}
+
+
+def envelope(
+    status: int, message: str, *, type_: str, code: str | None, param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:  # fmt: skip
+    """A JSON error response in CometAPI's shape."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, e.ReelgateError)
+    status, type_ = next(STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS)
+    headers = {}
+    if isinstance(exc, e.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, e.Unavailable):
+        headers["Retry-After"] = "5"
+    if status >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return envelope(status, exc.message, type_=type_, code=exc.code, param=exc.param,
+                    headers=headers)  # fmt: skip
+
+
+def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}"
+        return envelope(404, message, type_="not_found_error", code="not_found")
+    if exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+        return envelope(405, message, type_="invalid_request_error", code="method_not_allowed",
+                        headers=dict(exc.headers or {}))  # fmt: skip
+    return envelope(exc.status_code, str(exc.detail), type_="invalid_request_error", code=None)
+
+
+def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    param = str(first.get("loc", ["", ""])[-1]) or None
+    return envelope(400, f"{param}: {first.get('msg', 'invalid request')}",
+                    type_="invalid_request_error", code="InvalidParameter", param=param)  # fmt: skip
+
+
+def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request.scope.get("state", {}).get("request_id", "unknown")
+    log.exception("unexpected error in %s %s (request %s)", request.method, request.url.path,
+                  request_id, exc_info=exc)  # fmt: skip
+    return envelope(500, f"internal server error (request id {request_id})",
+                    type_="server_error", code="internal_error")  # fmt: skip
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(e.ReelgateError, domain_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)

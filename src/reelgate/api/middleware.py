@@ -1,0 +1,70 @@
+"""Pure ASGI middleware: request ids on every response, and a request body limit."""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reelgate.domain.errors import PayloadTooLarge
+
+REQUEST_ID = "x-request-id"
+
+
+class RequestId:
+    """Give each request an id (or keep a sane one the client sent) and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if 0 < len(candidate) <= 128 and candidate.isprintable():
+                    request_id = candidate
+                break
+        request_id = request_id or "req_" + secrets.token_hex(12)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, by header and while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                scope.setdefault("state", {})["too_large"] = int(value)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            if "too_large" in scope["state"]:
+                raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)

@@ -1,0 +1,95 @@
+"""The task routes of the contract: create and retrieve, plus the model list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from reelgate.api.body import read_create_body
+from reelgate.domain.catalog import SIZES
+from reelgate.domain.request import parse_create
+from reelgate.domain.task import Task
+from reelgate.services.images import check_image
+from reelgate.services.keys import KeyService
+from reelgate.services.tasks import TaskService
+
+router = APIRouter()
+
+
+def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
+    """A compact JSON response, without a validation pass over the body."""
+    return Response(json.dumps(body, separators=(",", ":")).encode(), status_code,
+                    media_type="application/json")  # fmt: skip
+
+
+async def current_owner(request: Request) -> str:
+    """The owner of the request's bearer key (401 otherwise)."""
+    keys: KeyService = request.app.state.keys
+    return await keys.authenticate(request.headers.get("authorization"))
+
+
+def video_body(task: Task, tasks: TaskService) -> dict[str, Any]:
+    """A task as the contract's video object."""
+    body: dict[str, Any] = {
+        "id": task.id,
+        "task_id": task.id,
+        "object": "video",
+        "model": task.spec.model,
+        "status": task.status.value,
+        "progress": task.progress,
+        "created_at": int(task.created_at),
+        "completed_at": None if task.completed_at is None else int(task.completed_at),
+    }
+    link = tasks.link(task)
+    if link is not None:
+        body["video_url"] = link.url
+        body["expires_at"] = link.expires_at
+    if task.error_code is not None:
+        body["error"] = {"code": task.error_code, "message": task.error_message or ""}
+    return body
+
+
+@router.post("/v1/videos", summary="Create a video task")
+async def create_video(request: Request, owner: str = Depends(current_owner)) -> Response:
+    tasks: TaskService = request.app.state.tasks
+    fields, image = await read_create_body(request)
+    create = parse_create(fields, has_image=image is not None, catalog=tasks.catalog)
+    checked = None
+    if image is not None:
+        limit = request.app.state.settings.max_upload_bytes
+        checked = image, await asyncio.to_thread(check_image, image, limit)
+    task = await tasks.create(owner, create, checked)
+    body = video_body(task, tasks)
+    del body["completed_at"]
+    return json_response(body)
+
+
+@router.get("/v1/videos/{task_id}", summary="Retrieve a video task")
+async def retrieve_video(
+    task_id: str, request: Request, owner: str = Depends(current_owner)
+) -> Response:
+    tasks: TaskService = request.app.state.tasks
+    return json_response(video_body(await tasks.get(owner, task_id), tasks))
+
+
+@router.get("/v1/models", summary="List the models and their limits")
+async def list_models(request: Request, owner: str = Depends(current_owner)) -> Response:
+    tasks: TaskService = request.app.state.tasks
+    renderers = request.app.state.renderers
+    data = [
+        {
+            "id": spec.id, "object": "model", "owned_by": "reelgate",
+            "description": spec.description,
+            "renderer": renderers[spec.id].name if spec.id in renderers else None,
+            "seconds": {"min": spec.min_seconds, "max": spec.max_seconds, "default": 5},
+            "resolutions": list(spec.resolutions), "sizes": list(SIZES),
+            "image_input": spec.image_input,
+        }  # fmt: skip
+        for spec in tasks.catalog
+    ]
+    return json_response({"object": "list", "data": data})
+

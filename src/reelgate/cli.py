@@ -1,0 +1,176 @@
+"""The ``reelgate`` command: the server (serve, worker, migrate, keys) and the client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(help="reelgate: a self-hosted gateway for asynchronous video generation.",
+                  no_args_is_help=True, add_completion=False)  # fmt: skip
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
+FIRST_KEY_FILE = "first-api-key"
+
+DataDir = Annotated[Path | None, typer.Option(help="Data folder [env REELGATE_DATA_DIR].")]
+DatabaseUrl = Annotated[str | None, typer.Option(help="sqlite:///… or postgresql://… "
+                                                      "[env REELGATE_DATABASE_URL].")]  # fmt: skip
+
+
+def _settings(**flags: Any) -> Any:
+    from pydantic import ValidationError
+
+    from reelgate.settings import Settings
+
+    try:
+        return Settings(**{name: value for name, value in flags.items() if value is not None})
+    except ValidationError as exc:
+        typer.echo(f"error: invalid settings:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(make: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(make())  # type: ignore[arg-type]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )  # fmt: skip
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [env REELGATE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env REELGATE_PORT].")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Concurrent renders in this process; 0 runs the API only [env REELGATE_WORKERS]."
+    )] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    public_url: Annotated[str | None, typer.Option(
+        help="Base URL of signed links [env REELGATE_PUBLIC_URL].")] = None,
+) -> None:
+    """Run the API server, with an embedded worker pool unless --workers 0."""
+    import uvicorn
+
+    from reelgate.api.app import create_app
+    from reelgate.services.keys import ensure_first_key
+    from reelgate.wiring import Components, build
+
+    settings = _settings(host=host, port=port, workers=workers, data_dir=data_dir,
+                         database_url=database_url, public_url=public_url)  # fmt: skip
+    _configure_logging(settings.log_level)
+    components = build(settings)
+
+    async def announce(c: Components) -> None:
+        key_file = settings.data_dir / FIRST_KEY_FILE
+        secret = await ensure_first_key(c.keys, key_file)
+        typer.echo(f"reelgate is serving at {settings.public_url}", err=True)
+        if secret is not None:
+            typer.echo(f"API key (shown once, also kept in {key_file}): {secret}", err=True)
+        elif key_file.is_file():
+            typer.echo(f"API key: {key_file.read_text().strip()} (from {key_file})", err=True)
+        else:
+            typer.echo("API keys exist; create one with `reelgate keys create`", err=True)
+        typer.echo(f"try: curl -H 'Authorization: Bearer <key>' {settings.public_url}/v1/models",
+                   err=True)  # fmt: skip
+
+    api = create_app(components, on_ready=announce)
+    config = uvicorn.Config(
+        api, host=settings.host, port=settings.port, log_level=settings.log_level,
+        access_log=False, server_header=False, timeout_graceful_shutdown=30,
+    )  # fmt: skip
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
+    """Bring the database schema to the newest version."""
+    from reelgate.store import open_store
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    store = open_store(settings.database_url)
+
+    async def go() -> None:
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
+    _run(go)
+    typer.echo("schema is up to date")
+
+
+def _with_keys(database_url: str | None, data_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+    import time
+
+    from reelgate.services.keys import KeyService
+    from reelgate.store import open_store
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    store = open_store(settings.database_url)
+
+    async def go() -> T:
+        try:
+            await store.migrate()
+            return await fn(KeyService(store, time.time))
+        finally:
+            await store.close()
+
+    return _run(go)
+
+
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[str, typer.Option(help="Who owns the tasks made with this key.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key; its secret is printed once and never stored."""
+    key, secret = _with_keys(database_url, data_dir, lambda keys: keys.create(owner, name))
+    typer.echo(f"created {key.id} for owner {key.owner!r}", err=True)
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
+    """List keys (their prefixes only)."""
+    import datetime
+
+    for key in _with_keys(database_url, data_dir, lambda keys: keys.list()):
+        created = datetime.datetime.fromtimestamp(key.created_at, datetime.UTC)
+        state = "active" if key.active else "revoked"
+        typer.echo(f"{key.id}\t{key.prefix}…\t{key.owner}\t{key.name}\t{state}\t"
+                   f"{created:%Y-%m-%d %H:%M}Z")  # fmt: skip
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")],
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from reelgate.domain.errors import NotFound
+
+    try:
+        key = _with_keys(database_url, data_dir, lambda keys: keys.revoke(key_id))
+    except NotFound as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {key.id}")
+
+
+def main() -> None:
+    """Entry point of the ``reelgate`` command."""
+    app()

@@ -1,0 +1,148 @@
+"""The one exception tree of reelgate's server side.
+
+::
+
+    ReelgateError
+    ├── InvalidRequest            400, the client sent something we refuse
+    │   ├── InvalidParameter      400 InvalidParameter, names the param
+    │   ├── MissingParameter      400 MissingParameter, names the param
+    │   └── UnsupportedTaskType   400 InvalidParameter, r2v on a text-only model
+    ├── TaskNotFound              400 task_not_exist (unknown id or another owner's)
+    ├── AuthenticationError       401
+    ├── Forbidden                 403 (bad or expired signed URL)
+    ├── NotFound                  404 (unknown route or file)
+    ├── PayloadTooLarge           413
+    ├── UnsupportedMediaType      415
+    ├── RateLimited               429
+    ├── Conflict                  state-machine refusals
+    │   ├── IllegalTransition     the status machine forbids the move
+    │   └── LeaseLost             the worker no longer owns the task
+    ├── Unavailable               503 (the database or storage is away)
+    └── RenderError               a renderer could not finish
+        └── RenderRejected        the renderer rejected the input (task ends FAILED)
+
+Adapters convert foreign errors into this tree with ``raise ... from exc``.
+The API maps each class to an HTTP answer in one table (``reelgate.api.errors``).
+"""
+
+from __future__ import annotations
+
+
+class ReelgateError(Exception):
+    """Base of every error reelgate raises on purpose."""
+
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ReelgateError):
+    """The request is malformed or asks for something we do not allow."""
+
+    code = "invalid_request"
+
+
+class InvalidParameter(InvalidRequest):
+    """A parameter is outside its allowed set or range."""
+
+    code = "InvalidParameter"
+
+
+class MissingParameter(InvalidRequest):
+    """A required parameter is absent or empty."""
+
+    code = "MissingParameter"
+
+
+class UnsupportedTaskType(InvalidParameter):
+    """An image was given to a model that only does text-to-video."""
+
+
+class TaskNotFound(ReelgateError):
+    """No task with this id belongs to the caller."""
+
+    code = "task_not_exist"
+
+    def __init__(self, message: str = "task_not_exist") -> None:
+        super().__init__(message)
+
+
+class AuthenticationError(ReelgateError):
+    """The bearer token is missing, malformed, unknown or revoked."""
+
+    code = "invalid_api_key"
+
+
+class Forbidden(ReelgateError):
+    """A signed URL is tampered with or expired."""
+
+    code = "forbidden"
+
+
+class NotFound(ReelgateError):
+    """Nothing lives at this path."""
+
+    code = "not_found"
+
+
+class PayloadTooLarge(ReelgateError):
+    """The body or an uploaded file is larger than allowed."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ReelgateError):
+    """The body's content type is not one we read."""
+
+    code = "unsupported_media_type"
+
+
+class RateLimited(ReelgateError):
+    """Too many requests; ``retry_after`` says when to come back (seconds)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Conflict(ReelgateError):
+    """The stored state does not allow the requested change."""
+
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """The status machine forbids this move (or the task already moved on)."""
+
+    code = "illegal_transition"
+
+
+class LeaseLost(Conflict):
+    """The worker's lease on a task expired or was taken by another worker."""
+
+    code = "lease_lost"
+
+
+class Unavailable(ReelgateError):
+    """A backing service (database, storage) does not answer."""
+
+    code = "service_unavailable"
+
+
+class RenderError(ReelgateError):
+    """A renderer failed for an internal reason; the task may be retried."""
+
+    code = "render_error"
+
+
+class RenderRejected(RenderError):
+    """A renderer refused the task's input; the task ends FAILED, not retried."""
+
+    code = "content_rejected"

@@ -1,0 +1,78 @@
+"""Parsing and validating a create request's fields (API.md, "Create")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from reelgate.domain.catalog import (
+    DEFAULT_RESOLUTION,
+    DEFAULT_SECONDS,
+    DEFAULT_SIZE,
+    PROMPT_MAX_CHARS,
+    Catalog,
+)
+from reelgate.domain.errors import InvalidParameter, MissingParameter
+
+FIELDS = ("prompt", "model", "seconds", "size", "resolution", "input_reference")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """A validated create request (the image itself travels separately)."""
+
+    model: str
+    prompt: str
+    seconds: int
+    size: str
+    resolution: str
+
+
+def parse_create(fields: Mapping[str, object], *, has_image: bool, catalog: Catalog) -> CreateRequest:
+    """Validate the fields of a create request, in the order a user fixes them."""
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise InvalidParameter(
+            f"unknown parameter {unknown[0]!r}; allowed: {', '.join(FIELDS)}", param=unknown[0]
+        )
+    prompt = _text(fields, "prompt")
+    if prompt is None or not prompt.strip():
+        raise MissingParameter("prompt is required and must not be empty", param="prompt")
+    if len(prompt) > PROMPT_MAX_CHARS:
+        raise InvalidParameter(
+            f"prompt is {len(prompt)} characters; at most {PROMPT_MAX_CHARS} are allowed",
+            param="prompt",
+        )
+    model = _text(fields, "model")
+    if not model:
+        raise MissingParameter("model is required", param="model")
+    spec = catalog.get(model)
+    seconds = _integer(fields, "seconds", DEFAULT_SECONDS)
+    size = _text(fields, "size") or DEFAULT_SIZE
+    resolution = _text(fields, "resolution") or DEFAULT_RESOLUTION
+    spec.check(seconds=seconds, size=size, resolution=resolution, has_image=has_image)
+    return CreateRequest(model, prompt, seconds, size, resolution)
+
+
+def _text(fields: Mapping[str, object], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(f"{name} must be a string", param=name)
+    return value.strip() if name != "prompt" else value
+
+
+def _integer(fields: Mapping[str, object], name: str, default: int) -> int:
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise InvalidParameter(f"{name} must be an integer", param=name)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise InvalidParameter(f"{name} must be an integer, got {value!r}", param=name)

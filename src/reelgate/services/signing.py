@@ -1,0 +1,58 @@
+"""HMAC-signed, expiring links to files the API serves itself."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlencode
+
+from reelgate.domain.errors import Forbidden
+
+
+class Signer:
+    """Signs ``path`` + ``expires`` with HMAC-SHA256 and checks it in constant time."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise ValueError("the signing secret must be at least 32 bytes")
+        self._secret = secret
+
+    def signature(self, path: str, expires: int) -> str:
+        mac = hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    def sign(self, base_url: str, path: str, expires: int) -> str:
+        """An absolute URL to ``path`` on ``base_url`` that is valid until ``expires``."""
+        query = urlencode({"expires": expires, "signature": self.signature(path, expires)})
+        return f"{base_url}{path}?{query}"
+
+    def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
+        """Raise ``Forbidden`` unless the signature matches and has not expired."""
+        if not expires or not signature or not expires.isdigit():
+            raise Forbidden("the link is not signed")
+        expected = self.signature(path, int(expires))
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise Forbidden("the link's signature does not match")
+        if int(expires) < now:
+            raise Forbidden("the link has expired; fetch the task again for a fresh video_url")
+
+
+def load_secret(configured: str, data_dir: Path) -> bytes:
+    """The configured secret, else one generated once into ``data_dir/signing.key`` (0600)."""
+    if configured:
+        return configured.encode()
+    path = data_dir / "signing.key"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secrets.token_urlsafe(48).encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path.read_bytes().strip()

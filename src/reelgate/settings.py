@@ -1,0 +1,69 @@
+"""Settings: read once at start-up from ``REELGATE_*`` variables and flags, validated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_concurrency() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a reelgate process."""
+
+    model_config = SettingsConfigDict(env_prefix="REELGATE_", extra="forbid")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str = ""  # default: sqlite:///<data_dir>/reelgate.db
+    storage_url: str = ""  # default: file://<data_dir>/blobs
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    public_url: str = ""  # default: http://<host>:<port>
+    workers: int = Field(default_factory=_default_concurrency, ge=0, le=256)
+    url_ttl: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    signing_secret: str = ""  # default: generated once into <data_dir>/signing.key
+    lease_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    poll_interval: float = Field(default=2.0, gt=0)  # fallback when no wake-up arrives
+    preview_delay: str = ""  # "model=seconds,…", "*" for every model
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'reelgate.db'}"
+        if not self.storage_url:
+            self.storage_url = f"file://{(self.data_dir / 'blobs').resolve()}"
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+            self.public_url = f"http://{host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+        if self.signing_secret and len(self.signing_secret) < 32:
+            raise ValueError("REELGATE_SIGNING_SECRET must be at least 32 characters")
+        if self.env == "production" and self.public_url.startswith("http://127.0.0.1"):
+            raise ValueError("set REELGATE_PUBLIC_URL in production: signed links must reach clients")
+        return self
+
+    @property
+    def delays(self) -> dict[str, float]:
+        """``preview_delay`` parsed: model id (or ``*``) to seconds."""
+        delays: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in self.preview_delay.split(","))):
+            model, sep, seconds = item.partition("=")
+            if not sep:
+                raise ValueError(f"REELGATE_PREVIEW_DELAY: expected model=seconds, got {item!r}")
+            delays[model.strip()] = float(seconds)
+        return delays
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body accepted: the upload plus room for the form fields."""
+        return self.max_upload_bytes + 64 * 1024

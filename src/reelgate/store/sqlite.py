@@ -1,0 +1,238 @@
+"""The SQLite task store: the embedded default, one machine, WAL mode.
+
+Reads run on the caller's thread over a per-thread connection (WAL readers
+never wait for the writer). Writes run on one writer thread with its own
+connection, each in ``BEGIN IMMEDIATE`` with ``synchronous=FULL``, so that a
+task is on disk before its create is acknowledged, and so that several
+processes sharing the file serialise their claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reelgate.domain.errors import LeaseLost, NotFound, Unavailable
+from reelgate.domain.status import Status
+from reelgate.domain.task import ApiKey, Event, Task
+from reelgate.store import sql
+
+T = TypeVar("T")
+
+_PICK = """SELECT id FROM tasks WHERE {claimable}{models}
+ORDER BY created_at LIMIT 1"""
+
+
+class SqliteStore:
+    """``TaskStore`` over one SQLite file."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+
+    # connections -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            with self._transaction() as conn:
+                return fn(conn)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"sqlite: {exc}") from exc
+
+    def _read(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        try:
+            return self._connect().execute(statement, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise Unavailable(f"sqlite: {exc}") from exc
+
+    # lifecycle -------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, script in sql.migrations("sqlite"):
+                if version in done:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, (julianday('now') - 2440587.5) * 86400.0)", (version,)
+                )
+
+        await self._write(run)
+
+    async def ping(self) -> None:
+        self._read("SELECT 1", {})
+
+    async def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+    # tasks -----------------------------------------------------------------
+
+    async def create_task(self, task: Task) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(sql.INSERT_TASK, sql.task_params(task))
+            conn.execute(sql.INSERT_EVENT, sql.event_params(task, "created"))
+
+        await self._write(run)
+
+    async def get_task(self, task_id: str) -> Task | None:
+        rows = self._read(sql.SELECT_TASK, {"id": task_id})
+        return sql.task_from_row(rows[0]) if rows else None
+
+    async def claim_task(
+        self,
+        *,
+        worker: str,
+        now: float,
+        lease_seconds: float,
+        max_attempts: int,
+        models: Collection[str] | None = None,
+    ) -> Task | None:
+        models_sql = "" if models is None else " AND model IN (SELECT value FROM json_each(:models))"
+        pick = _PICK.format(claimable=sql.CLAIMABLE, models=models_sql)
+        statement = sql.CLAIM.format(pick=pick, claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS)
+        params = {
+            "worker": worker, "now": now, "lease_until": now + lease_seconds,
+            "max_attempts": max_attempts, "models": json.dumps(list(models or ())),
+        }  # fmt: skip
+
+        def run(conn: sqlite3.Connection) -> Task | None:
+            row = conn.execute(statement, params).fetchone()
+            if row is None:
+                return None
+            task = sql.task_from_row(row)
+            conn.execute(sql.INSERT_EVENT, sql.event_params(task, f"attempt {task.attempts}"))
+            return task
+
+        return await self._write(run)
+
+    async def heartbeat(
+        self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
+    ) -> Task:
+        params = {
+            "id": task_id, "worker": worker, "now": now,
+            "lease_until": now + lease_seconds, "progress": progress,
+        }  # fmt: skip
+        statement = sql.HEARTBEAT.format(greatest="MAX")
+
+        def run(conn: sqlite3.Connection) -> Task:
+            row = conn.execute(statement, params).fetchone()
+            if row is None:
+                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+            return sql.task_from_row(row)
+
+        return await self._write(run)
+
+    async def finish_task(
+        self,
+        task_id: str,
+        *,
+        worker: str,
+        now: float,
+        status: Status,
+        output_key: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> Task:
+        params = {
+            "id": task_id, "worker": worker, "now": now, "status": status.value,
+            "output_key": output_key, "error_code": error_code, "error_message": error_message,
+        }  # fmt: skip
+
+        def run(conn: sqlite3.Connection) -> Task:
+            row = conn.execute(sql.FINISH, params).fetchone()
+            if row is None:
+                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+            task = sql.task_from_row(row)
+            conn.execute(sql.INSERT_EVENT, sql.event_params(task, error_code))
+            return task
+
+        return await self._write(run)
+
+    async def expire_tasks(self, *, now: float, max_attempts: int) -> list[Task]:
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            rows = conn.execute(sql.EXPIRE, {"now": now, "max_attempts": max_attempts})
+            tasks = [sql.task_from_row(row) for row in rows.fetchall()]
+            for task in tasks:
+                conn.execute(sql.INSERT_EVENT, sql.event_params(task, task.error_code))
+            return tasks
+
+        return await self._write(run)
+
+    async def list_events(self, task_id: str) -> list[Event]:
+        rows = self._read(sql.SELECT_EVENTS, {"task_id": task_id})
+        return [sql.event_from_row(row) for row in rows]
+
+    # keys ------------------------------------------------------------------
+
+    async def add_key(self, key: ApiKey) -> None:
+        await self._write(lambda conn: conn.execute(sql.INSERT_KEY, sql.key_params(key)))
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        rows = self._read(sql.SELECT_KEY_BY_HASH, {"key_hash": key_hash})
+        return sql.key_from_row(rows[0]) if rows else None
+
+    async def list_keys(self) -> list[ApiKey]:
+        return [sql.key_from_row(row) for row in self._read(sql.SELECT_KEYS, {})]
+
+    async def revoke_key(self, key_id: str, *, now: float) -> ApiKey:
+        def run(conn: sqlite3.Connection) -> ApiKey:
+            row = conn.execute(sql.REVOKE_KEY, {"id": key_id, "now": now}).fetchone()
+            if row is None:
+                raise NotFound(f"no API key with id {key_id!r}")
+            return sql.key_from_row(row)
+
+        return await self._write(run)
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]

@@ -1,0 +1,74 @@
+"""The one place that picks concrete adapters from settings and wires the services."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from reelgate.blobs import open_blobs
+from reelgate.domain.catalog import Catalog
+from reelgate.ports import BlobStore, Clock, Renderer, TaskStore
+from reelgate.services.keys import KeyService
+from reelgate.services.signing import Signer, load_secret
+from reelgate.services.tasks import TaskService
+from reelgate.settings import Settings
+from reelgate.store import open_store
+from reelgate.worker.runner import Worker, WorkerConfig
+from reelgate.worker.wakeup import LocalWakeup
+
+
+@dataclass
+class Components:
+    """Everything a reelgate process runs on, built from one ``Settings``."""
+
+    settings: Settings
+    store: TaskStore
+    blobs: BlobStore
+    catalog: Catalog
+    clock: Clock
+    signer: Signer
+    keys: KeyService
+    tasks: TaskService
+    renderers: dict[str, Renderer]
+    wakeup: LocalWakeup = field(default_factory=LocalWakeup)
+
+    def worker(self) -> Worker:
+        """A worker over these components, sized by the settings."""
+        config = WorkerConfig(
+            concurrency=max(1, self.settings.workers),
+            lease_seconds=self.settings.lease_seconds,
+            max_attempts=self.settings.max_attempts,
+            poll_interval=self.settings.poll_interval,
+            scratch_dir=self.settings.data_dir / "scratch",
+        )
+        assert config.scratch_dir is not None
+        config.scratch_dir.mkdir(parents=True, exist_ok=True)
+        return Worker(self.store, self.blobs, self.renderers, self.clock, self.wakeup, config)
+
+    async def close(self) -> None:
+        for renderer in {id(r): r for r in self.renderers.values()}.values():
+            await renderer.close()
+        await self.store.close()
+
+
+def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -> Components:
+    """Build the components of ``settings``; ``renderers`` overrides the default ones."""
+    catalog = Catalog()
+    clock: Clock = time.time
+    store = open_store(settings.database_url)
+    blobs = open_blobs(settings.storage_url)
+    signer = Signer(load_secret(settings.signing_secret, settings.data_dir))
+    if renderers is None:
+        from reelgate.renderers.preview import PreviewRenderer
+
+        preview = PreviewRenderer(processes=max(1, settings.workers), delays=settings.delays)
+        renderers = {spec.id: preview for spec in catalog}
+    wakeup = LocalWakeup()
+    tasks = TaskService(
+        store, blobs, catalog, clock, signer, public_url=settings.public_url,
+        url_ttl=settings.url_ttl, wake=wakeup.notify,
+    )  # fmt: skip
+    return Components(
+        settings, store, blobs, catalog, clock, signer, KeyService(store, clock), tasks,
+        renderers, wakeup,
+    )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Workers: claim tasks with leases, render them, store the output, finish."""

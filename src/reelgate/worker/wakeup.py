@@ -1,0 +1,23 @@
+"""Wake-ups: how a new task reaches an idle worker without sleep-polling."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class LocalWakeup:
+    """Wakes workers in this process; ``notify`` is safe to call from the event loop."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when notified or after ``timeout`` seconds, whichever comes first."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._event.clear()

@@ -1,0 +1,184 @@
+"""One contract for every TaskStore adapter: the fake, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from reelgate.domain.errors import LeaseLost, NotFound
+from reelgate.domain.status import Status
+from reelgate.domain.task import ApiKey, Task, TaskSpec, new_task_id
+from reelgate.ports import TaskStore
+from reelgate.store import open_store
+from tests.pg import temporary_database, truncate
+
+LEASE = 30.0
+MAX_ATTEMPTS = 3
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with temporary_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
+    if request.param == "memory":
+        url = "memory:"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    s = open_store(url)
+    await s.migrate()
+    await s.migrate()  # idempotent
+    if request.param == "postgresql":
+        truncate(url)
+    yield s
+    await s.close()
+
+
+def make_task(created_at: float = 1000.0, model: str = "doubao-seedance-2-0") -> Task:
+    return Task(
+        id=new_task_id(), owner="alice",
+        spec=TaskSpec(model, "a cat", 5, "16:9", "720p"),
+        status=Status.SUBMITTED, progress=0, created_at=created_at, updated_at=created_at,
+    )  # fmt: skip
+
+
+async def test_create_and_get(store: TaskStore) -> None:
+    task = make_task()
+    await store.create_task(task)
+    assert await store.get_task(task.id) == task
+    assert await store.get_task("task_missing") is None
+    events = await store.list_events(task.id)
+    assert [e.status for e in events] == [Status.SUBMITTED]
+
+
+async def test_claim_takes_oldest_first_and_only_once(store: TaskStore) -> None:
+    late, early = make_task(2000.0), make_task(1000.0)
+    await store.create_task(late)
+    await store.create_task(early)
+    first = await store.claim_task(worker="w1", now=3000.0, lease_seconds=LEASE,
+                                   max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert first is not None and first.id == early.id
+    assert first.status is Status.IN_PROGRESS
+    assert (first.lease_owner, first.lease_until, first.attempts) == ("w1", 3030.0, 1)
+    second = await store.claim_task(worker="w2", now=3000.0, lease_seconds=LEASE,
+                                    max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert second is not None and second.id == late.id
+    assert await store.claim_task(worker="w3", now=3000.0, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+
+
+async def test_claim_filters_models(store: TaskStore) -> None:
+    task = make_task(model="doubao-seedance-1-0-pro")
+    await store.create_task(task)
+    kwargs = {"worker": "w", "now": 2000.0, "lease_seconds": LEASE, "max_attempts": 3}
+    assert await store.claim_task(models=["doubao-seedance-2-0"], **kwargs) is None  # type: ignore[arg-type]
+    claimed = await store.claim_task(models=["doubao-seedance-1-0-pro"], **kwargs)  # type: ignore[arg-type]
+    assert claimed is not None and claimed.id == task.id
+
+
+async def test_concurrent_claims_never_share_a_task(store: TaskStore) -> None:
+    tasks = [make_task(1000.0 + i) for i in range(20)]
+    for task in tasks:
+        await store.create_task(task)
+
+    async def claim(worker: str) -> Task | None:
+        return await store.claim_task(worker=worker, now=5000.0, lease_seconds=LEASE,
+                                      max_attempts=MAX_ATTEMPTS)  # fmt: skip
+
+    claimed = await asyncio.gather(*(claim(f"w{i}") for i in range(30)))
+    ids = [t.id for t in claimed if t is not None]
+    assert sorted(ids) == sorted(t.id for t in tasks)
+
+
+async def test_heartbeat_never_lowers_progress(store: TaskStore) -> None:
+    await store.create_task(make_task())
+    task = await store.claim_task(worker="w1", now=2000.0, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert task is not None
+    beat = await store.heartbeat(task.id, worker="w1", now=2010.0, lease_seconds=LEASE,
+                                 progress=40)  # fmt: skip
+    assert (beat.progress, beat.lease_until) == (40, 2040.0)
+    beat = await store.heartbeat(task.id, worker="w1", now=2011.0, lease_seconds=LEASE,
+                                 progress=10)  # fmt: skip
+    assert beat.progress == 40
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(task.id, worker="intruder", now=2012.0, lease_seconds=LEASE,
+                              progress=90)  # fmt: skip
+
+
+async def test_expired_lease_is_reclaimed_and_keeps_progress(store: TaskStore) -> None:
+    await store.create_task(make_task())
+    task = await store.claim_task(worker="w1", now=2000.0, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert task is not None
+    await store.heartbeat(task.id, worker="w1", now=2001.0, lease_seconds=LEASE, progress=55)
+    assert await store.claim_task(worker="w2", now=2020.0, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+    again = await store.claim_task(worker="w2", now=2040.0, lease_seconds=LEASE,
+                                   max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert again is not None and again.id == task.id
+    assert (again.status, again.progress, again.attempts) == (Status.IN_PROGRESS, 55, 2)
+    with pytest.raises(LeaseLost):
+        await store.finish_task(task.id, worker="w1", now=2041.0, status=Status.SUCCESS)
+    done = await store.finish_task(task.id, worker="w2", now=2042.0, status=Status.SUCCESS,
+                                   output_key="videos/x.mp4")  # fmt: skip
+    assert (done.status, done.progress, done.completed_at) == (Status.SUCCESS, 100, 2042.0)
+    assert done.output_key == "videos/x.mp4" and done.lease_owner is None
+    statuses = [e.status for e in await store.list_events(task.id)]
+    assert statuses == [Status.SUBMITTED, Status.IN_PROGRESS, Status.IN_PROGRESS, Status.SUCCESS]
+
+
+async def test_terminal_tasks_never_move(store: TaskStore) -> None:
+    await store.create_task(make_task())
+    task = await store.claim_task(worker="w1", now=2000.0, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert task is not None
+    failed = await store.finish_task(task.id, worker="w1", now=2001.0, status=Status.FAILED,
+                                     error_code="content_rejected", error_message="no")  # fmt: skip
+    assert (failed.status, failed.error_code, failed.progress) == (Status.FAILED, "content_rejected", 0)
+    for status in (Status.SUCCESS, Status.ERROR, Status.IN_PROGRESS):
+        with pytest.raises(LeaseLost):
+            await store.finish_task(task.id, worker="w1", now=2002.0, status=status)
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(task.id, worker="w1", now=2003.0, lease_seconds=LEASE, progress=99)
+    assert await store.claim_task(worker="w2", now=9999.0, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+    assert await store.get_task(task.id) == failed
+
+
+async def test_retry_limit_ends_in_error(store: TaskStore) -> None:
+    await store.create_task(make_task())
+    now = 2000.0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        task = await store.claim_task(worker=f"w{attempt}", now=now, lease_seconds=LEASE,
+                                      max_attempts=MAX_ATTEMPTS)  # fmt: skip
+        assert task is not None and task.attempts == attempt
+        now += LEASE + 1
+    assert await store.claim_task(worker="late", now=now, lease_seconds=LEASE,
+                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+    expired = await store.expire_tasks(now=now, max_attempts=MAX_ATTEMPTS)
+    assert [t.status for t in expired] == [Status.ERROR]
+    assert expired[0].error_code == "worker_lost" and expired[0].completed_at == now
+    assert "3 times" in (expired[0].error_message or "")
+    assert await store.expire_tasks(now=now, max_attempts=MAX_ATTEMPTS) == []
+
+
+async def test_keys(store: TaskStore) -> None:
+    key = ApiKey("key_1", "alice", "laptop", "h" * 64, "rg_abcd", 1000.0)
+    await store.add_key(key)
+    assert await store.key_by_hash("h" * 64) == key
+    assert await store.key_by_hash("nope") is None
+    revoked = await store.revoke_key("key_1", now=2000.0)
+    assert revoked.revoked_at == 2000.0 and not revoked.active
+    assert (await store.revoke_key("key_1", now=3000.0)).revoked_at == 2000.0
+    assert [k.id for k in await store.list_keys()] == ["key_1"]
+    with pytest.raises(NotFound):
+        await store.revoke_key("key_missing", now=1.0)

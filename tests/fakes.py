@@ -21,9 +21,11 @@ class ScriptedRenderer:
         self.fail = fail
         self.release = asyncio.Event() if hold else None
         self.started: list[str] = []
+        self.running = asyncio.Event()
 
     async def render(self, job: RenderJob, out_path: Path, progress: ProgressFn) -> None:
         self.started.append(job.task_id)
+        self.running.set()
         for step in range(1, self.steps + 1):
             await progress(step * 90 // self.steps)
             await asyncio.sleep(0)

@@ -77,9 +77,7 @@ def start_server(
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    live["server"] = LiveServer(
-        f"http://127.0.0.1:{port}", "", components, server, thread
-    )
+    live["server"] = LiveServer(f"http://127.0.0.1:{port}", "", components, server, thread)
     thread.start()
     if not ready.wait(timeout=60):
         raise RuntimeError("the test server did not start")

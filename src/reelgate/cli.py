@@ -11,8 +11,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-app = typer.Typer(help="reelgate: a self-hosted gateway for asynchronous video generation.",
-                  no_args_is_help=True, add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="reelgate: a self-hosted gateway for asynchronous video generation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -20,8 +23,9 @@ T = TypeVar("T")
 FIRST_KEY_FILE = "first-api-key"
 
 DataDir = Annotated[Path | None, typer.Option(help="Data folder [env REELGATE_DATA_DIR].")]
-DatabaseUrl = Annotated[str | None, typer.Option(help="sqlite:///… or postgresql://… "
-                                                      "[env REELGATE_DATABASE_URL].")]  # fmt: skip
+DatabaseUrl = Annotated[
+    str | None, typer.Option(help="sqlite:///… or postgresql://… [env REELGATE_DATABASE_URL].")
+]
 
 
 def _settings(**flags: Any) -> Any:
@@ -42,22 +46,27 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
+        level=level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )  # fmt: skip
+    )
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [env REELGATE_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env REELGATE_PORT].")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="Concurrent renders in this process; 0 runs the API only [env REELGATE_WORKERS]."
-    )] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Concurrent renders in this process; 0 runs the API only [env REELGATE_WORKERS]."
+        ),
+    ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    public_url: Annotated[str | None, typer.Option(
-        help="Base URL of signed links [env REELGATE_PUBLIC_URL].")] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Base URL of signed links [env REELGATE_PUBLIC_URL].")
+    ] = None,
 ) -> None:
     """Run the API server, with an embedded worker pool unless --workers 0."""
     import uvicorn
@@ -66,8 +75,14 @@ def serve(
     from reelgate.services.keys import ensure_first_key
     from reelgate.wiring import Components, build
 
-    settings = _settings(host=host, port=port, workers=workers, data_dir=data_dir,
-                         database_url=database_url, public_url=public_url)  # fmt: skip
+    settings = _settings(
+        host=host,
+        port=port,
+        workers=workers,
+        data_dir=data_dir,
+        database_url=database_url,
+        public_url=public_url,
+    )
     _configure_logging(settings.log_level)
     components = build(settings)
 
@@ -81,14 +96,20 @@ def serve(
             typer.echo(f"API key: {key_file.read_text().strip()} (from {key_file})", err=True)
         else:
             typer.echo("API keys exist; create one with `reelgate keys create`", err=True)
-        typer.echo(f"try: curl -H 'Authorization: Bearer <key>' {settings.public_url}/v1/models",
-                   err=True)  # fmt: skip
+        typer.echo(
+            f"try: curl -H 'Authorization: Bearer <key>' {settings.public_url}/v1/models", err=True
+        )
 
     api = create_app(components, on_ready=announce)
     config = uvicorn.Config(
-        api, host=settings.host, port=settings.port, log_level=settings.log_level,
-        access_log=False, server_header=False, timeout_graceful_shutdown=30,
-    )  # fmt: skip
+        api,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
     uvicorn.Server(config).run()
 
 
@@ -110,7 +131,9 @@ def migrate(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
     typer.echo("schema is up to date")
 
 
-def _with_keys(database_url: str | None, data_dir: Path | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+def _with_keys(
+    database_url: str | None, data_dir: Path | None, fn: Callable[[Any], Awaitable[T]]
+) -> T:
     import time
 
     from reelgate.services.keys import KeyService
@@ -150,8 +173,9 @@ def keys_list(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> Non
     for key in _with_keys(database_url, data_dir, lambda keys: keys.list()):
         created = datetime.datetime.fromtimestamp(key.created_at, datetime.UTC)
         state = "active" if key.active else "revoked"
-        typer.echo(f"{key.id}\t{key.prefix}…\t{key.owner}\t{key.name}\t{state}\t"
-                   f"{created:%Y-%m-%d %H:%M}Z")  # fmt: skip
+        typer.echo(
+            f"{key.id}\t{key.prefix}…\t{key.owner}\t{key.name}\t{state}\t{created:%Y-%m-%d %H:%M}Z"
+        )
 
 
 @keys_app.command("revoke")

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     poll_interval: float = Field(default=2.0, gt=0)  # fallback when no wake-up arrives
+    renderer: Literal["preview", "instant"] = "preview"  # instant: a tiny clip at once
     preview_delay: str = ""  # "model=seconds,…", "*" for every model
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -49,7 +50,9 @@ class Settings(BaseSettings):
         if self.signing_secret and len(self.signing_secret) < 32:
             raise ValueError("REELGATE_SIGNING_SECRET must be at least 32 characters")
         if self.env == "production" and self.public_url.startswith("http://127.0.0.1"):
-            raise ValueError("set REELGATE_PUBLIC_URL in production: signed links must reach clients")
+            raise ValueError(
+                "set REELGATE_PUBLIC_URL in production: signed links must reach clients"
+            )
         return self
 
     @property

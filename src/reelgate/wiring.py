@@ -51,6 +51,14 @@ class Components:
         await self.store.close()
 
 
+def _renderer(settings: Settings) -> Renderer:
+    from reelgate.renderers.preview import InstantRenderer, PreviewRenderer
+
+    if settings.renderer == "instant":
+        return InstantRenderer()
+    return PreviewRenderer(processes=max(1, settings.workers), delays=settings.delays)
+
+
 def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -> Components:
     """Build the components of ``settings``; ``renderers`` overrides the default ones."""
     catalog = Catalog()
@@ -59,16 +67,27 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
     blobs = open_blobs(settings.storage_url)
     signer = Signer(load_secret(settings.signing_secret, settings.data_dir))
     if renderers is None:
-        from reelgate.renderers.preview import PreviewRenderer
-
-        preview = PreviewRenderer(processes=max(1, settings.workers), delays=settings.delays)
-        renderers = {spec.id: preview for spec in catalog}
+        renderers = dict.fromkeys((spec.id for spec in catalog), _renderer(settings))
     wakeup = LocalWakeup()
     tasks = TaskService(
-        store, blobs, catalog, clock, signer, public_url=settings.public_url,
-        url_ttl=settings.url_ttl, wake=wakeup.notify,
-    )  # fmt: skip
+        store,
+        blobs,
+        catalog,
+        clock,
+        signer,
+        public_url=settings.public_url,
+        url_ttl=settings.url_ttl,
+        wake=wakeup.notify,
+    )
     return Components(
-        settings, store, blobs, catalog, clock, signer, KeyService(store, clock), tasks,
-        renderers, wakeup,
-    )  # fmt: skip
+        settings,
+        store,
+        blobs,
+        catalog,
+        clock,
+        signer,
+        KeyService(store, clock),
+        tasks,
+        renderers,
+        wakeup,
+    )

@@ -44,10 +44,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def make_task(created_at: float = 1000.0, model: str = "doubao-seedance-2-0") -> Task:
     return Task(
-        id=new_task_id(), owner="alice",
+        id=new_task_id(),
+        owner="alice",
         spec=TaskSpec(model, "a cat", 5, "16:9", "720p"),
-        status=Status.SUBMITTED, progress=0, created_at=created_at, updated_at=created_at,
-    )  # fmt: skip
+        status=Status.SUBMITTED,
+        progress=0,
+        created_at=created_at,
+        updated_at=created_at,
+    )
 
 
 async def test_create_and_get(store: TaskStore) -> None:
@@ -63,16 +67,22 @@ async def test_claim_takes_oldest_first_and_only_once(store: TaskStore) -> None:
     late, early = make_task(2000.0), make_task(1000.0)
     await store.create_task(late)
     await store.create_task(early)
-    first = await store.claim_task(worker="w1", now=3000.0, lease_seconds=LEASE,
-                                   max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    first = await store.claim_task(
+        worker="w1", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
     assert first is not None and first.id == early.id
     assert first.status is Status.IN_PROGRESS
     assert (first.lease_owner, first.lease_until, first.attempts) == ("w1", 3030.0, 1)
-    second = await store.claim_task(worker="w2", now=3000.0, lease_seconds=LEASE,
-                                    max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    second = await store.claim_task(
+        worker="w2", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
     assert second is not None and second.id == late.id
-    assert await store.claim_task(worker="w3", now=3000.0, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+    assert (
+        await store.claim_task(
+            worker="w3", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        )
+        is None
+    )
 
 
 async def test_claim_filters_models(store: TaskStore) -> None:
@@ -90,8 +100,9 @@ async def test_concurrent_claims_never_share_a_task(store: TaskStore) -> None:
         await store.create_task(task)
 
     async def claim(worker: str) -> Task | None:
-        return await store.claim_task(worker=worker, now=5000.0, lease_seconds=LEASE,
-                                      max_attempts=MAX_ATTEMPTS)  # fmt: skip
+        return await store.claim_task(
+            worker=worker, now=5000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        )
 
     claimed = await asyncio.gather(*(claim(f"w{i}") for i in range(30)))
     ids = [t.id for t in claimed if t is not None]
@@ -100,36 +111,43 @@ async def test_concurrent_claims_never_share_a_task(store: TaskStore) -> None:
 
 async def test_heartbeat_never_lowers_progress(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(worker="w1", now=2000.0, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    task = await store.claim_task(
+        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
     assert task is not None
-    beat = await store.heartbeat(task.id, worker="w1", now=2010.0, lease_seconds=LEASE,
-                                 progress=40)  # fmt: skip
+    beat = await store.heartbeat(task.id, worker="w1", now=2010.0, lease_seconds=LEASE, progress=40)
     assert (beat.progress, beat.lease_until) == (40, 2040.0)
-    beat = await store.heartbeat(task.id, worker="w1", now=2011.0, lease_seconds=LEASE,
-                                 progress=10)  # fmt: skip
+    beat = await store.heartbeat(task.id, worker="w1", now=2011.0, lease_seconds=LEASE, progress=10)
     assert beat.progress == 40
     with pytest.raises(LeaseLost):
-        await store.heartbeat(task.id, worker="intruder", now=2012.0, lease_seconds=LEASE,
-                              progress=90)  # fmt: skip
+        await store.heartbeat(
+            task.id, worker="intruder", now=2012.0, lease_seconds=LEASE, progress=90
+        )
 
 
 async def test_expired_lease_is_reclaimed_and_keeps_progress(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(worker="w1", now=2000.0, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    task = await store.claim_task(
+        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
     assert task is not None
     await store.heartbeat(task.id, worker="w1", now=2001.0, lease_seconds=LEASE, progress=55)
-    assert await store.claim_task(worker="w2", now=2020.0, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
-    again = await store.claim_task(worker="w2", now=2040.0, lease_seconds=LEASE,
-                                   max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    assert (
+        await store.claim_task(
+            worker="w2", now=2020.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        )
+        is None
+    )
+    again = await store.claim_task(
+        worker="w2", now=2040.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
     assert again is not None and again.id == task.id
     assert (again.status, again.progress, again.attempts) == (Status.IN_PROGRESS, 55, 2)
     with pytest.raises(LeaseLost):
         await store.finish_task(task.id, worker="w1", now=2041.0, status=Status.SUCCESS)
-    done = await store.finish_task(task.id, worker="w2", now=2042.0, status=Status.SUCCESS,
-                                   output_key="videos/x.mp4")  # fmt: skip
+    done = await store.finish_task(
+        task.id, worker="w2", now=2042.0, status=Status.SUCCESS, output_key="videos/x.mp4"
+    )
     assert (done.status, done.progress, done.completed_at) == (Status.SUCCESS, 100, 2042.0)
     assert done.output_key == "videos/x.mp4" and done.lease_owner is None
     statuses = [e.status for e in await store.list_events(task.id)]
@@ -138,19 +156,34 @@ async def test_expired_lease_is_reclaimed_and_keeps_progress(store: TaskStore) -
 
 async def test_terminal_tasks_never_move(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(worker="w1", now=2000.0, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS)  # fmt: skip
+    task = await store.claim_task(
+        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
     assert task is not None
-    failed = await store.finish_task(task.id, worker="w1", now=2001.0, status=Status.FAILED,
-                                     error_code="content_rejected", error_message="no")  # fmt: skip
-    assert (failed.status, failed.error_code, failed.progress) == (Status.FAILED, "content_rejected", 0)
+    failed = await store.finish_task(
+        task.id,
+        worker="w1",
+        now=2001.0,
+        status=Status.FAILED,
+        error_code="content_rejected",
+        error_message="no",
+    )
+    assert (failed.status, failed.error_code, failed.progress) == (
+        Status.FAILED,
+        "content_rejected",
+        0,
+    )
     for status in (Status.SUCCESS, Status.ERROR, Status.IN_PROGRESS):
         with pytest.raises(LeaseLost):
             await store.finish_task(task.id, worker="w1", now=2002.0, status=status)
     with pytest.raises(LeaseLost):
         await store.heartbeat(task.id, worker="w1", now=2003.0, lease_seconds=LEASE, progress=99)
-    assert await store.claim_task(worker="w2", now=9999.0, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+    assert (
+        await store.claim_task(
+            worker="w2", now=9999.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        )
+        is None
+    )
     assert await store.get_task(task.id) == failed
 
 
@@ -158,12 +191,17 @@ async def test_retry_limit_ends_in_error(store: TaskStore) -> None:
     await store.create_task(make_task())
     now = 2000.0
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        task = await store.claim_task(worker=f"w{attempt}", now=now, lease_seconds=LEASE,
-                                      max_attempts=MAX_ATTEMPTS)  # fmt: skip
+        task = await store.claim_task(
+            worker=f"w{attempt}", now=now, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        )
         assert task is not None and task.attempts == attempt
         now += LEASE + 1
-    assert await store.claim_task(worker="late", now=now, lease_seconds=LEASE,
-                                  max_attempts=MAX_ATTEMPTS) is None  # fmt: skip
+    assert (
+        await store.claim_task(
+            worker="late", now=now, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        )
+        is None
+    )
     expired = await store.expire_tasks(now=now, max_attempts=MAX_ATTEMPTS)
     assert [t.status for t in expired] == [Status.ERROR]
     assert expired[0].error_code == "worker_lost" and expired[0].completed_at == now

@@ -38,8 +38,9 @@ def create_app(
         if embedded_worker and components.settings.workers > 0:
             worker = components.worker()
             running = asyncio.create_task(worker.run(stop), name="embedded worker")
-            log.info("embedded worker %s: %d concurrent renders", worker.id,
-                     components.settings.workers)  # fmt: skip
+            log.info(
+                "embedded worker %s: %d concurrent renders", worker.id, components.settings.workers
+            )
         _log_renderers(components)
         try:
             yield
@@ -51,9 +52,11 @@ def create_app(
             await components.close()
 
     app = FastAPI(
-        title="reelgate", version=__version__, lifespan=lifespan,
+        title="reelgate",
+        version=__version__,
+        lifespan=lifespan,
         description="CometAPI's asynchronous video task API, self-hosted.",
-    )  # fmt: skip
+    )
     state = app.state
     state.settings = components.settings
     state.store = components.store

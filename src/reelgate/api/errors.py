@@ -37,9 +37,14 @@ STATUS: dict[type[e.ReelgateError], tuple[int, str]] = {
 
 
 def envelope(
-    status: int, message: str, *, type_: str, code: str | None, param: str | None = None,
+    status: int,
+    message: str,
+    *,
+    type_: str,
+    code: str | None,
+    param: str | None = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     """A JSON error response in CometAPI's shape."""
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -55,8 +60,9 @@ def domain_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = "5"
     if status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-    return envelope(status, exc.message, type_=type_, code=exc.code, param=exc.param,
-                    headers=headers)  # fmt: skip
+    return envelope(
+        status, exc.message, type_=type_, code=exc.code, param=exc.param, headers=headers
+    )
 
 
 def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -66,8 +72,13 @@ def http_error(request: Request, exc: Exception) -> JSONResponse:
         return envelope(404, message, type_="not_found_error", code="not_found")
     if exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
-        return envelope(405, message, type_="invalid_request_error", code="method_not_allowed",
-                        headers=dict(exc.headers or {}))  # fmt: skip
+        return envelope(
+            405,
+            message,
+            type_="invalid_request_error",
+            code="method_not_allowed",
+            headers=dict(exc.headers or {}),
+        )
     return envelope(exc.status_code, str(exc.detail), type_="invalid_request_error", code=None)
 
 
@@ -75,21 +86,27 @@ def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     param = str(first.get("loc", ["", ""])[-1]) or None
-    return envelope(400, f"{param}: {first.get('msg', 'invalid request')}",
-                    type_="invalid_request_error", code="InvalidParameter", param=param)  # fmt: skip
+    return envelope(
+        400,
+        f"{param}: {first.get('msg', 'invalid request')}",
+        type_="invalid_request_error",
+        code="InvalidParameter",
+        param=param,
+    )
 
 
-def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    request_id = request.scope.get("state", {}).get("request_id", "unknown")
-    log.exception("unexpected error in %s %s (request %s)", request.method, request.url.path,
-                  request_id, exc_info=exc)  # fmt: skip
-    return envelope(500, f"internal server error (request id {request_id})",
-                    type_="server_error", code="internal_error")  # fmt: skip
+def unexpected_error(request_id: str) -> JSONResponse:
+    """The 500 answer: no traceback, the request id in the message."""
+    return envelope(
+        500,
+        f"internal server error (request id {request_id})",
+        type_="server_error",
+        code="internal_error",
+    )
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app`` (unexpected errors: ``middleware.RequestId``)."""
     app.add_exception_handler(e.ReelgateError, domain_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, unexpected_error)

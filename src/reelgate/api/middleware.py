@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelgate.api.errors import unexpected_error
 from reelgate.domain.errors import PayloadTooLarge
+
+log = logging.getLogger("reelgate.api")
 
 REQUEST_ID = "x-request-id"
 
 
 class RequestId:
-    """Give each request an id (or keep a sane one the client sent) and echo it back."""
+    """Give each request an id (or keep a sane one the client sent) and echo it back.
+
+    Also the last line of defence: an unexpected exception becomes a 500 in the
+    envelope, logged with its traceback and the request id.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,12 +40,24 @@ class RequestId:
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception(
+                "unexpected error in %s %s (request %s)", scope["method"], scope["path"], request_id
+            )
+            if started:
+                raise
+            await unexpected_error(request_id)(scope, receive, send_with_id)
 
 
 class BodyLimit:

@@ -22,8 +22,9 @@ router = APIRouter()
 
 def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
     """A compact JSON response, without a validation pass over the body."""
-    return Response(json.dumps(body, separators=(",", ":")).encode(), status_code,
-                    media_type="application/json")  # fmt: skip
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(), status_code, media_type="application/json"
+    )
 
 
 async def current_owner(request: Request) -> str:
@@ -82,14 +83,16 @@ async def list_models(request: Request, owner: str = Depends(current_owner)) -> 
     renderers = request.app.state.renderers
     data = [
         {
-            "id": spec.id, "object": "model", "owned_by": "reelgate",
+            "id": spec.id,
+            "object": "model",
+            "owned_by": "reelgate",
             "description": spec.description,
             "renderer": renderers[spec.id].name if spec.id in renderers else None,
             "seconds": {"min": spec.min_seconds, "max": spec.max_seconds, "default": 5},
-            "resolutions": list(spec.resolutions), "sizes": list(SIZES),
+            "resolutions": list(spec.resolutions),
+            "sizes": list(SIZES),
             "image_input": spec.image_input,
-        }  # fmt: skip
+        }
         for spec in tasks.catalog
     ]
     return json_response({"object": "list", "data": data})
-

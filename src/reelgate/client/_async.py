@@ -14,12 +14,13 @@ import httpx
 
 from reelgate.client import _flows
 from reelgate.client._base import Cadence, ImagePart, RetryPolicy
-from reelgate.client._sync import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT
 from reelgate.client._files import ImageInput, atomic_file, image_part, target_path
 from reelgate.client._flows import Effect, Flow, ProgressCallback
+from reelgate.client._sync import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT
 from reelgate.client.models import Video
 
 T = TypeVar("T")
+
 
 class AsyncVideos:
     """``client.videos``: the ``/v1/videos`` task API, awaitable."""
@@ -91,7 +92,12 @@ class AsyncVideos:
         fields = _flows.create_fields(prompt, model, seconds, size, resolution)
         cadence = Cadence(poll_interval)
         flow = _flows.create_and_wait(
-            self._client._ctx, image, timeout=timeout, cadence=cadence, on_progress=on_progress, **fields
+            self._client._ctx,
+            image,
+            timeout=timeout,
+            cadence=cadence,
+            on_progress=on_progress,
+            **fields,
         )
         return await self._client._run(flow)
 

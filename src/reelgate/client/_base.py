@@ -60,7 +60,9 @@ def resolve_settings(
     return Settings(base_url=url, api_key=key or None, timeout=timeout)
 
 
-def _headers(settings: Settings, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def _headers(
+    settings: Settings, url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     headers = {"User-Agent": USER_AGENT}
     # The key goes only to the server itself, never to an object store's presigned URL.
     if settings.api_key and _same_origin(url, settings.base_url):
@@ -111,7 +113,9 @@ def create_request(
     if image is not None:
         parts.append(("input_reference", image))
     headers = {"Accept": "application/json"}
-    return _request(settings, "POST", f"{settings.base_url}/v1/videos", headers=headers, files=parts)
+    return _request(
+        settings, "POST", f"{settings.base_url}/v1/videos", headers=headers, files=parts
+    )
 
 
 def retrieve_request(settings: Settings, video_id: str) -> httpx.Request:
@@ -137,7 +141,8 @@ def file_request(settings: Settings, url: str, *, offset: int, etag: str | None)
 
 def request_id(response: httpx.Response) -> str | None:
     """The ``X-Request-Id`` the server stamped on a response."""
-    return response.headers.get("x-request-id")
+    value: str | None = response.headers.get("x-request-id")
+    return value
 
 
 def _envelope(response: httpx.Response) -> tuple[str | None, str | None, str | None, Any]:
@@ -206,7 +211,11 @@ def error_from_transport(exc: httpx.TransportError) -> errors.APIConnectionError
         url: object = exc.request.url
     except RuntimeError:  # no request attached
         url = "the server"
-    cls = errors.APITimeoutError if isinstance(exc, httpx.TimeoutException) else errors.APIConnectionError
+    cls = (
+        errors.APITimeoutError
+        if isinstance(exc, httpx.TimeoutException)
+        else errors.APIConnectionError
+    )
     kind = "timed out" if cls is errors.APITimeoutError else "failed"
     return cls(f"request to {url} {kind}: {exc or type(exc).__name__}")
 
@@ -243,6 +252,7 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
 
     ``Retry-After`` may be a number of seconds or an HTTP date.
     """
+    headers = httpx.Headers(headers)
     millis = _seconds(headers.get("retry-after-ms"), 1000.0)
     if millis is not None:
         return millis
@@ -259,6 +269,7 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
 
 def poll_after(headers: Mapping[str, str]) -> float | None:
     """The least time the server wants between two polls, if it says."""
+    headers = httpx.Headers(headers)
     hints = [_seconds(headers.get("openai-poll-after-ms"), 1000.0), retry_after(headers)]
     known = [hint for hint in hints if hint is not None]
     return max(known) if known else None
@@ -305,7 +316,7 @@ class RetryPolicy:
         asked = retry_after(headers) if headers is not None else None
         if asked is not None:
             return asked if asked <= self.max_retry_after else None
-        backoff = min(self.max_backoff, self.initial_backoff * 2**attempt)
+        backoff = min(self.max_backoff, self.initial_backoff * 2.0**attempt)
         return backoff * (1 - 0.25 * rand)
 
 

@@ -230,7 +230,9 @@ def create_and_wait(
         raise errors.TaskFailed(video)
     if video.is_terminal:
         return video
-    return (yield from wait(ctx, video.id, timeout=timeout, cadence=cadence, on_progress=on_progress))
+    return (
+        yield from wait(ctx, video.id, timeout=timeout, cadence=cadence, on_progress=on_progress)
+    )
 
 
 def _signed_url(ctx: Context, video_id: str, known: Video | None) -> Flow[str]:
@@ -316,7 +318,9 @@ def _download_failure(url: str, state: _Progress, outcome: Streamed) -> errors.R
     response = outcome.response
     if response is not None and not response.is_success:
         return _base.error_from_response(response)
-    return errors.DownloadError(f"download of {url} stopped at {state.offset} of {state.total} bytes")
+    return errors.DownloadError(
+        f"download of {url} stopped at {state.offset} of {state.total} bytes"
+    )
 
 
 def _content_range(response: httpx.Response) -> tuple[int, int | None] | None:

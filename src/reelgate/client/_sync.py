@@ -92,7 +92,12 @@ class Videos:
         fields = _flows.create_fields(prompt, model, seconds, size, resolution)
         cadence = Cadence(poll_interval)
         flow = _flows.create_and_wait(
-            self._client._ctx, image, timeout=timeout, cadence=cadence, on_progress=on_progress, **fields
+            self._client._ctx,
+            image,
+            timeout=timeout,
+            cadence=cadence,
+            on_progress=on_progress,
+            **fields,
         )
         return self._client._run(flow)
 

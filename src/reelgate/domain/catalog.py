@@ -27,9 +27,7 @@ class ModelSpec:
     image_input: bool
     description: str = ""
 
-    def check(
-        self, *, seconds: int, size: str, resolution: str, has_image: bool
-    ) -> None:
+    def check(self, *, seconds: int, size: str, resolution: str, has_image: bool) -> None:
         """Raise the contract's error for the first input outside this model's limits."""
         if not self.min_seconds <= seconds <= self.max_seconds:
             raise InvalidParameter(
@@ -55,14 +53,33 @@ class ModelSpec:
 
 
 SEEDANCE: tuple[ModelSpec, ...] = (
-    ModelSpec("doubao-seedance-2-0", 4, 15, ("480p", "720p"), True,
-              "Seedance 2.0: text or image to video"),
-    ModelSpec("doubao-seedance-2-0-fast", 4, 15, ("480p", "720p"), True,
-              "Seedance 2.0 fast: text or image to video"),
-    ModelSpec("doubao-seedance-1-5-pro", 4, 12, ("480p", "720p", "1080p"), False,
-              "Seedance 1.5 pro: text to video"),
-    ModelSpec("doubao-seedance-1-0-pro", 2, 10, ("480p", "720p", "1080p"), False,
-              "Seedance 1.0 pro: text to video"),
+    ModelSpec(
+        "doubao-seedance-2-0", 4, 15, ("480p", "720p"), True, "Seedance 2.0: text or image to video"
+    ),
+    ModelSpec(
+        "doubao-seedance-2-0-fast",
+        4,
+        15,
+        ("480p", "720p"),
+        True,
+        "Seedance 2.0 fast: text or image to video",
+    ),
+    ModelSpec(
+        "doubao-seedance-1-5-pro",
+        4,
+        12,
+        ("480p", "720p", "1080p"),
+        False,
+        "Seedance 1.5 pro: text to video",
+    ),
+    ModelSpec(
+        "doubao-seedance-1-0-pro",
+        2,
+        10,
+        ("480p", "720p", "1080p"),
+        False,
+        "Seedance 1.0 pro: text to video",
+    ),
 )
 
 
@@ -104,4 +121,4 @@ def frame_size(size: str, resolution: str) -> tuple[int, int]:
 
 
 def _even(value: float) -> int:
-    return int(round(value / 2.0)) * 2
+    return round(value / 2.0) * 2

@@ -28,7 +28,9 @@ class CreateRequest:
     resolution: str
 
 
-def parse_create(fields: Mapping[str, object], *, has_image: bool, catalog: Catalog) -> CreateRequest:
+def parse_create(
+    fields: Mapping[str, object], *, has_image: bool, catalog: Catalog
+) -> CreateRequest:
     """Validate the fields of a create request, in the order a user fixes them."""
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:

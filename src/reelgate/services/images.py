@@ -33,10 +33,17 @@ def check_image(data: bytes, max_bytes: int) -> str:
                     param="input_reference",
                 )
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # fmt: skip
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise InvalidParameter(
-            "input_reference must be a JPEG, PNG or WebP image that decodes", param="input_reference"
+            "input_reference must be a JPEG, PNG or WebP image that decodes",
+            param="input_reference",
         ) from exc
     if min(width, height) < MIN_SIDE:
         raise InvalidParameter(

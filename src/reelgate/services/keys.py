@@ -32,9 +32,13 @@ class KeyService:
             raise ValueError("a key needs an owner")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
-            id="key_" + secrets.token_hex(8), owner=owner.strip(), name=name or owner.strip(),
-            key_hash=hash_key(secret), prefix=secret[:10], created_at=self._clock(),
-        )  # fmt: skip
+            id="key_" + secrets.token_hex(8),
+            owner=owner.strip(),
+            name=name or owner.strip(),
+            key_hash=hash_key(secret),
+            prefix=secret[:10],
+            created_at=self._clock(),
+        )
         await self._store.add_key(key)
         return key, secret
 
@@ -51,9 +55,7 @@ class KeyService:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
-            raise AuthenticationError(
-                "malformed Authorization header: expected 'Bearer <key>'"
-            )
+            raise AuthenticationError("malformed Authorization header: expected 'Bearer <key>'")
         key = await self._store.key_by_hash(hash_key(token))
         if key is None:
             raise AuthenticationError("invalid API key")

@@ -65,9 +65,13 @@ class TaskService:
             await self._blobs.put_bytes(input_key, data)
         now = self._clock()
         spec = TaskSpec(
-            request.model, request.prompt, request.seconds, request.size, request.resolution,
+            request.model,
+            request.prompt,
+            request.seconds,
+            request.size,
+            request.resolution,
             input_key,
-        )  # fmt: skip
+        )
         task = Task(task_id, owner, spec, Status.SUBMITTED, 0, now, now)
         await self._store.create_task(task)
         self._wake()

@@ -6,7 +6,7 @@ from reelgate.ports import TaskStore
 
 
 def open_store(url: str) -> TaskStore:
-    """Return the store adapter for ``url`` (``sqlite:///path``, ``postgresql://…``, ``memory:``)."""
+    """The store for ``url``: ``sqlite:///path``, ``postgresql://…`` or ``memory:``."""
     if url.startswith("sqlite:///"):
         from reelgate.store.sqlite import SqliteStore
 

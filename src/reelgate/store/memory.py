@@ -35,9 +35,10 @@ class MemoryStore:
 
     def _record(self, task: Task, detail: str | None) -> None:
         self._events.append(
-            Event(task.id, len(self._events) + 1, task.updated_at, task.status, task.progress,
-                  detail)
-        )  # fmt: skip
+            Event(
+                task.id, len(self._events) + 1, task.updated_at, task.status, task.progress, detail
+            )
+        )
 
     async def create_task(self, task: Task) -> None:
         async with self._lock:
@@ -70,9 +71,12 @@ class MemoryStore:
                 )
                 if task.status is Status.SUBMITTED or expired:
                     claimed = task.moved(
-                        Status.IN_PROGRESS, lease_owner=worker, lease_until=now + lease_seconds,
-                        attempts=task.attempts + 1, updated_at=now,
-                    )  # fmt: skip
+                        Status.IN_PROGRESS,
+                        lease_owner=worker,
+                        lease_until=now + lease_seconds,
+                        attempts=task.attempts + 1,
+                        updated_at=now,
+                    )
                     self._tasks[task.id] = claimed
                     self._record(claimed, f"attempt {claimed.attempts}")
                     return claimed
@@ -90,9 +94,11 @@ class MemoryStore:
         async with self._lock:
             task = self._leased(task_id, worker)
             task = replace(
-                task, progress=max(task.progress, progress), lease_until=now + lease_seconds,
+                task,
+                progress=max(task.progress, progress),
+                lease_until=now + lease_seconds,
                 updated_at=now,
-            )  # fmt: skip
+            )
             self._tasks[task_id] = task
             return task
 
@@ -111,9 +117,14 @@ class MemoryStore:
             task = self._leased(task_id, worker).moved(
                 status,
                 progress=100 if status is Status.SUCCESS else self._tasks[task_id].progress,
-                completed_at=now, updated_at=now, lease_owner=None, lease_until=None,
-                output_key=output_key, error_code=error_code, error_message=error_message,
-            )  # fmt: skip
+                completed_at=now,
+                updated_at=now,
+                lease_owner=None,
+                lease_until=None,
+                output_key=output_key,
+                error_code=error_code,
+                error_message=error_message,
+            )
             self._tasks[task_id] = task
             self._record(task, error_code)
             return task
@@ -129,11 +140,15 @@ class MemoryStore:
                     and task.attempts >= max_attempts
                 ):
                     ended = task.moved(
-                        Status.ERROR, completed_at=now, updated_at=now, lease_owner=None,
-                        lease_until=None, error_code="worker_lost",
+                        Status.ERROR,
+                        completed_at=now,
+                        updated_at=now,
+                        lease_owner=None,
+                        lease_until=None,
+                        error_code="worker_lost",
                         error_message=f"the render was interrupted {task.attempts} times; "
                         "giving up",
-                    )  # fmt: skip
+                    )
                     self._tasks[task.id] = ended
                     self._record(ended, ended.error_code)
                     expired.append(ended)

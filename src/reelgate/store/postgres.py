@@ -58,9 +58,13 @@ class PostgresStore:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
         self._pool = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, open=False, timeout=10.0,
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=10.0,
             kwargs={"autocommit": False},
-        )  # fmt: skip
+        )
         self._opened = False
 
     async def _tx(self, fn: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]]) -> T:
@@ -68,9 +72,12 @@ class PostgresStore:
             await self._pool.open()
             self._opened = True
         try:
-            async with self._pool.connection() as conn, conn.transaction():
-                async with conn.cursor() as cur:
-                    return await fn(cur)
+            async with (
+                self._pool.connection() as conn,
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
+                return await fn(cur)
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
             raise Unavailable(f"postgresql: {exc}") from exc
         except TimeoutError as exc:  # the pool found no working connection in time
@@ -134,9 +141,12 @@ class PostgresStore:
         models: Collection[str] | None = None,
     ) -> Task | None:
         params = {
-            "worker": worker, "now": now, "lease_until": now + lease_seconds,
-            "max_attempts": max_attempts, "models": list(models or ()),
-        }  # fmt: skip
+            "worker": worker,
+            "now": now,
+            "lease_until": now + lease_seconds,
+            "max_attempts": max_attempts,
+            "models": list(models or ()),
+        }
 
         async def run(cur: psycopg.AsyncCursor[Any]) -> Task | None:
             await cur.execute(_CLAIM[models is not None], params)
@@ -155,9 +165,12 @@ class PostgresStore:
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
     ) -> Task:
         params = {
-            "id": task_id, "worker": worker, "now": now,
-            "lease_until": now + lease_seconds, "progress": progress,
-        }  # fmt: skip
+            "id": task_id,
+            "worker": worker,
+            "now": now,
+            "lease_until": now + lease_seconds,
+            "progress": progress,
+        }
 
         async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
             await cur.execute(_Q["heartbeat"], params)
@@ -180,9 +193,14 @@ class PostgresStore:
         error_message: str | None = None,
     ) -> Task:
         params = {
-            "id": task_id, "worker": worker, "now": now, "status": status.value,
-            "output_key": output_key, "error_code": error_code, "error_message": error_message,
-        }  # fmt: skip
+            "id": task_id,
+            "worker": worker,
+            "now": now,
+            "status": status.value,
+            "output_key": output_key,
+            "error_code": error_code,
+            "error_message": error_message,
+        }
 
         async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
             await cur.execute(_Q["finish"], params)

@@ -110,15 +110,26 @@ def task_params(task: Task) -> dict[str, Any]:
     """The named parameters of ``INSERT_TASK`` for ``task``."""
     spec = task.spec
     return {
-        "id": task.id, "owner": task.owner, "model": spec.model, "prompt": spec.prompt,
-        "seconds": spec.seconds, "size": spec.size, "resolution": spec.resolution,
-        "input_key": spec.input_key, "status": task.status.value, "progress": task.progress,
-        "created_at": task.created_at, "updated_at": task.updated_at,
-        "completed_at": task.completed_at, "attempts": task.attempts,
-        "lease_owner": task.lease_owner, "lease_until": task.lease_until,
-        "output_key": task.output_key, "error_code": task.error_code,
+        "id": task.id,
+        "owner": task.owner,
+        "model": spec.model,
+        "prompt": spec.prompt,
+        "seconds": spec.seconds,
+        "size": spec.size,
+        "resolution": spec.resolution,
+        "input_key": spec.input_key,
+        "status": task.status.value,
+        "progress": task.progress,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "completed_at": task.completed_at,
+        "attempts": task.attempts,
+        "lease_owner": task.lease_owner,
+        "lease_until": task.lease_until,
+        "output_key": task.output_key,
+        "error_code": task.error_code,
         "error_message": task.error_message,
-    }  # fmt: skip
+    }
 
 
 def event_params(task: Task, detail: str | None = None) -> dict[str, Any]:
@@ -134,9 +145,27 @@ def event_params(task: Task, detail: str | None = None) -> dict[str, Any]:
 
 def task_from_row(row: Sequence[Any]) -> Task:
     """Map a row of ``TASK_COLUMNS`` to a ``Task``."""
-    (id_, owner, model, prompt, seconds, size, resolution, input_key, status, progress,
-     created_at, updated_at, completed_at, attempts, lease_owner, lease_until,
-     output_key, error_code, error_message) = row  # fmt: skip
+    (
+        id_,
+        owner,
+        model,
+        prompt,
+        seconds,
+        size,
+        resolution,
+        input_key,
+        status,
+        progress,
+        created_at,
+        updated_at,
+        completed_at,
+        attempts,
+        lease_owner,
+        lease_until,
+        output_key,
+        error_code,
+        error_message,
+    ) = row
     return Task(
         id=id_,
         owner=owner,
@@ -169,6 +198,11 @@ def event_from_row(row: Sequence[Any]) -> Event:
 def key_params(key: ApiKey) -> Mapping[str, Any]:
     """The named parameters of ``INSERT_KEY``."""
     return {
-        "id": key.id, "owner": key.owner, "name": key.name, "key_hash": key.key_hash,
-        "prefix": key.prefix, "created_at": key.created_at, "revoked_at": key.revoked_at,
-    }  # fmt: skip
+        "id": key.id,
+        "owner": key.owner,
+        "name": key.name,
+        "key_hash": key.key_hash,
+        "prefix": key.prefix,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }

@@ -30,6 +30,11 @@ _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT 1"""
 
 
+_RECORD_MIGRATION = (
+    "INSERT INTO schema_migrations VALUES (?, (julianday('now') - 2440587.5) * 86400.0)"
+)
+
+
 class SqliteStore:
     """``TaskStore`` over one SQLite file."""
 
@@ -98,9 +103,7 @@ class SqliteStore:
                     continue
                 for statement in _statements(script):
                     conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, (julianday('now') - 2440587.5) * 86400.0)", (version,)
-                )
+                conn.execute(_RECORD_MIGRATION, (version,))
 
         await self._write(run)
 
@@ -136,13 +139,18 @@ class SqliteStore:
         max_attempts: int,
         models: Collection[str] | None = None,
     ) -> Task | None:
-        models_sql = "" if models is None else " AND model IN (SELECT value FROM json_each(:models))"
+        models_sql = (
+            "" if models is None else " AND model IN (SELECT value FROM json_each(:models))"
+        )
         pick = _PICK.format(claimable=sql.CLAIMABLE, models=models_sql)
         statement = sql.CLAIM.format(pick=pick, claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS)
         params = {
-            "worker": worker, "now": now, "lease_until": now + lease_seconds,
-            "max_attempts": max_attempts, "models": json.dumps(list(models or ())),
-        }  # fmt: skip
+            "worker": worker,
+            "now": now,
+            "lease_until": now + lease_seconds,
+            "max_attempts": max_attempts,
+            "models": json.dumps(list(models or ())),
+        }
 
         def run(conn: sqlite3.Connection) -> Task | None:
             row = conn.execute(statement, params).fetchone()
@@ -158,9 +166,12 @@ class SqliteStore:
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
     ) -> Task:
         params = {
-            "id": task_id, "worker": worker, "now": now,
-            "lease_until": now + lease_seconds, "progress": progress,
-        }  # fmt: skip
+            "id": task_id,
+            "worker": worker,
+            "now": now,
+            "lease_until": now + lease_seconds,
+            "progress": progress,
+        }
         statement = sql.HEARTBEAT.format(greatest="MAX")
 
         def run(conn: sqlite3.Connection) -> Task:
@@ -183,9 +194,14 @@ class SqliteStore:
         error_message: str | None = None,
     ) -> Task:
         params = {
-            "id": task_id, "worker": worker, "now": now, "status": status.value,
-            "output_key": output_key, "error_code": error_code, "error_message": error_message,
-        }  # fmt: skip
+            "id": task_id,
+            "worker": worker,
+            "now": now,
+            "status": status.value,
+            "output_key": output_key,
+            "error_code": error_code,
+            "error_message": error_message,
+        }
 
         def run(conn: sqlite3.Connection) -> Task:
             row = conn.execute(sql.FINISH, params).fetchone()

@@ -79,7 +79,10 @@ class Worker:
                     self._slots.release()
                     waiter = asyncio.ensure_future(stop.wait())
                     await asyncio.wait(
-                        [waiter, asyncio.ensure_future(self._wakeup.wait(self._config.poll_interval))],
+                        [
+                            waiter,
+                            asyncio.ensure_future(self._wakeup.wait(self._config.poll_interval)),
+                        ],
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                     waiter.cancel()
@@ -110,11 +113,16 @@ class Worker:
         try:
             await self._store.expire_tasks(now=now, max_attempts=self._config.max_attempts)
             return await self._store.claim_task(
-                worker=self.id, now=now, lease_seconds=self._config.lease_seconds,
-                max_attempts=self._config.max_attempts, models=self._models,
-            )  # fmt: skip
+                worker=self.id,
+                now=now,
+                lease_seconds=self._config.lease_seconds,
+                max_attempts=self._config.max_attempts,
+                models=self._models,
+            )
         except Exception:
-            log.exception("claiming a task failed; retrying after %.1fs", self._config.poll_interval)
+            log.exception(
+                "claiming a task failed; retrying after %.1fs", self._config.poll_interval
+            )
             await asyncio.sleep(self._config.poll_interval)
             return None
 
@@ -155,9 +163,7 @@ class Worker:
         spec = task.spec
         width, height = frame_size(spec.size, spec.resolution)
         image = None if spec.input_key is None else await self._blobs.get_bytes(spec.input_key)
-        return RenderJob(
-            task.id, spec.model, spec.prompt, spec.seconds, width, height, FPS, image
-        )
+        return RenderJob(task.id, spec.model, spec.prompt, spec.seconds, width, height, FPS, image)
 
 
 class _Lease:
@@ -186,9 +192,12 @@ class _Lease:
         now = self._clock()
         try:
             await self._store.heartbeat(
-                self._task_id, worker=self._worker, now=now,
-                lease_seconds=self._config.lease_seconds, progress=min(self._progress, 99),
-            )  # fmt: skip
+                self._task_id,
+                worker=self._worker,
+                now=now,
+                lease_seconds=self._config.lease_seconds,
+                progress=min(self._progress, 99),
+            )
         except LeaseLost as exc:
             self._lost = exc
             raise

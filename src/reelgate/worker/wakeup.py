@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 
 class LocalWakeup:
@@ -16,8 +17,6 @@ class LocalWakeup:
 
     async def wait(self, timeout: float) -> None:
         """Return when notified or after ``timeout`` seconds, whichever comes first."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            pass
         self._event.clear()

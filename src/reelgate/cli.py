@@ -114,6 +114,66 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Concurrent renders in this process [env REELGATE_WORKERS].")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated model ids this worker takes (default: all it can render)."
+        ),
+    ] = None,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds to let renders finish on SIGTERM before handing them back "
+            "[env REELGATE_GRACE_SECONDS]."
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run only workers: claim tasks from the database and render them."""
+    import signal
+
+    from reelgate.wiring import build
+
+    settings = _settings(workers=concurrency, grace_seconds=grace, data_dir=data_dir,
+                         database_url=database_url)  # fmt: skip
+    if settings.workers < 1:
+        typer.echo("error: a worker needs --concurrency of at least 1", err=True)
+        raise typer.Exit(2)
+    _configure_logging(settings.log_level)
+    components = build(settings)
+    chosen = None
+    if models:
+        chosen = frozenset(m.strip() for m in models.split(",") if m.strip())
+        unknown = chosen - set(components.renderers)
+        if unknown:
+            typer.echo(f"error: no renderer for {', '.join(sorted(unknown))}", err=True)
+            raise typer.Exit(2)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await components.store.migrate()
+            the_worker = components.worker(chosen)
+            logging.getLogger("reelgate").info(
+                "worker %s: %d concurrent renders of %s", the_worker.id, settings.workers,
+                ", ".join(sorted(chosen or components.renderers)),
+            )  # fmt: skip
+            await components.run_worker(stop, the_worker)
+        finally:
+            await components.close()
+
+    asyncio.run(go())
+
+
+@app.command()
 def migrate(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
     """Bring the database schema to the newest version."""
     from reelgate.store import open_store

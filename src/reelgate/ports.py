@@ -74,6 +74,12 @@ class TaskStore(Protocol):
     ) -> Task:
         """Move a leased task to a terminal status; raises ``LeaseLost``."""
 
+    async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
+        """Hand a leased task back, claimable at once; the attempt does not count.
+
+        The task stays IN_PROGRESS with its progress. Raises ``LeaseLost``.
+        """
+
     async def expire_tasks(self, *, now: float, max_attempts: int) -> list[Task]:
         """End in ERROR every IN_PROGRESS task whose lease expired after its last attempt."""
 
@@ -113,6 +119,8 @@ class BlobStore(Protocol):
     def local_path(self, key: str) -> Path | None:
         """The file's path when blobs are local files, else None."""
 
+    async def close(self) -> None: ...
+
 
 ProgressFn = Callable[[int], Awaitable[None]]
 
@@ -143,6 +151,13 @@ class Renderer(Protocol):
     async def render(self, job: RenderJob, out_path: Path, progress: ProgressFn) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Listener(Protocol):
+    """Tells workers in other processes that a task became claimable."""
+
+    async def run(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` on every notification, until cancelled."""
 
 
 class Clock(Protocol):

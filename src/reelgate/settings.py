@@ -31,10 +31,18 @@ class Settings(BaseSettings):
     signing_secret: str = ""  # default: generated once into <data_dir>/signing.key
     lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    grace_seconds: float = Field(default=30.0, ge=0)  # on shutdown, before handing back
     poll_interval: float = Field(default=2.0, gt=0)  # fallback when no wake-up arrives
+    s3_endpoint_url: str = ""  # an S3-compatible server; empty: AWS
+    s3_public_endpoint_url: str = ""  # the host download links are signed for
+    s3_region: str = ""
+    s3_access_key_id: str = ""  # empty: boto3's default credential chain
+    s3_secret_access_key: str = ""
+    s3_addressing_style: Literal["", "path", "virtual"] = ""
     renderer: Literal["preview", "instant"] = "preview"  # instant: a tiny clip at once
     preview_delay: str = ""  # "model=seconds,…", "*" for every model
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    bench_routes: bool = False  # the benchmarks' baseline route, /bench/videos/{id}
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")
@@ -49,6 +57,10 @@ class Settings(BaseSettings):
         self.public_url = self.public_url.rstrip("/")
         if self.signing_secret and len(self.signing_secret) < 32:
             raise ValueError("REELGATE_SIGNING_SECRET must be at least 32 characters")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
+            raise ValueError("set both REELGATE_S3_ACCESS_KEY_ID and REELGATE_S3_SECRET_ACCESS_KEY")
+        if self.env == "production" and self.bench_routes:
+            raise ValueError("REELGATE_BENCH_ROUTES is for benchmarks, not production")
         if self.env == "production" and self.public_url.startswith("http://127.0.0.1"):
             raise ValueError(
                 "set REELGATE_PUBLIC_URL in production: signed links must reach clients"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 from reelgate.blobs import open_blobs
 from reelgate.domain.catalog import Catalog
-from reelgate.ports import BlobStore, Clock, Renderer, TaskStore
+from reelgate.ports import BlobStore, Clock, Listener, Renderer, TaskStore
 from reelgate.services.keys import KeyService
 from reelgate.services.signing import Signer, load_secret
 from reelgate.services.tasks import TaskService
@@ -31,11 +33,14 @@ class Components:
     tasks: TaskService
     renderers: dict[str, Renderer]
     wakeup: LocalWakeup = field(default_factory=LocalWakeup)
+    listener: Listener | None = None
 
-    def worker(self) -> Worker:
+    def worker(self, models: frozenset[str] | None = None) -> Worker:
         """A worker over these components, sized by the settings."""
         config = WorkerConfig(
             concurrency=max(1, self.settings.workers),
+            models=models,
+            grace_seconds=self.settings.grace_seconds,
             lease_seconds=self.settings.lease_seconds,
             max_attempts=self.settings.max_attempts,
             poll_interval=self.settings.poll_interval,
@@ -45,9 +50,24 @@ class Components:
         config.scratch_dir.mkdir(parents=True, exist_ok=True)
         return Worker(self.store, self.blobs, self.renderers, self.clock, self.wakeup, config)
 
+    async def run_worker(self, stop: asyncio.Event, worker: Worker | None = None) -> None:
+        """Run ``worker`` (default: ``self.worker()``) until ``stop``, woken by the listener."""
+        worker = worker or self.worker()
+        listening = None
+        if self.listener is not None:
+            listening = asyncio.create_task(self.listener.run(self.wakeup.notify))
+        try:
+            await worker.run(stop)
+        finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
+
     async def close(self) -> None:
         for renderer in {id(r): r for r in self.renderers.values()}.values():
             await renderer.close()
+        await self.blobs.close()
         await self.store.close()
 
 
@@ -64,7 +84,15 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
     catalog = Catalog()
     clock: Clock = time.time
     store = open_store(settings.database_url)
-    blobs = open_blobs(settings.storage_url)
+    blobs = open_blobs(
+        settings.storage_url,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+        addressing_style=settings.s3_addressing_style,
+    )
     signer = Signer(load_secret(settings.signing_secret, settings.data_dir))
     if renderers is None:
         renderers = dict.fromkeys((spec.id for spec in catalog), _renderer(settings))
@@ -79,6 +107,11 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
         url_ttl=settings.url_ttl,
         wake=wakeup.notify,
     )
+    listener = None
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        from reelgate.store.postgres import PostgresListener
+
+        listener = PostgresListener(settings.database_url)
     return Components(
         settings,
         store,
@@ -90,4 +123,5 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
         tasks,
         renderers,
         wakeup,
+        listener,
     )

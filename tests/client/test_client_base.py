@@ -97,7 +97,9 @@ def form_of(request: httpx.Request) -> dict[str, tuple[str | None, str, object]]
 
 
 def test_create_is_multipart_with_only_the_fields_given() -> None:
-    request = _base.create_request(settings(), prompt="a fox", model="m", seconds=5, size=None)
+    request = _base.create_request(
+        settings(), "a fox", {"model": "m", "seconds": 5, "size": None}, None
+    )
     assert request.method == "POST" and request.url == "http://127.0.0.1:9/v1/videos"
     assert request.headers["authorization"] == "Bearer k"
     form = form_of(request)
@@ -107,8 +109,13 @@ def test_create_is_multipart_with_only_the_fields_given() -> None:
 
 def test_create_attaches_the_image_as_input_reference() -> None:
     image = image_part(tiny_png())
-    form = form_of(_base.create_request(settings(), prompt="p", model="m", image=image))
+    form = form_of(_base.create_request(settings(), "p", {"model": "m"}, image))
     assert form["input_reference"] == ("image.png", "image/png", tiny_png())
+
+
+def test_create_refuses_arguments_it_does_not_know() -> None:
+    with pytest.raises(TypeError, match="secnds"):
+        _base.create_request(settings(), "p", {"model": "m", "secnds": 5}, None)  # type: ignore[typeddict-unknown-key]
 
 
 def test_retrieve_quotes_the_id_and_refuses_an_empty_one() -> None:

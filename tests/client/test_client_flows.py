@@ -186,11 +186,12 @@ def test_create_and_wait_reports_the_created_task_first() -> None:
     script = Script(ok(video("SUBMITTED")), ok(video("SUCCESS", 100, video_url=URL)))
     flow = _flows.create_and_wait(
         script.ctx,
+        "p",
+        {"model": "m"},
         None,
         timeout=60,
         cadence=Cadence(1),
         on_progress=script.seen.append,
-        **_flows.create_fields("p", "m", None, None, None),
     )
     assert script.run(flow).succeeded
     assert [v.status for v in script.seen] == ["SUBMITTED", "SUCCESS"]
@@ -210,9 +211,9 @@ def test_requests_retry_transient_failures_then_raise_the_last() -> None:
 def test_create_is_not_repeated_when_the_server_may_have_acted() -> None:
     script = Script(fail(500))
     with pytest.raises(ServerError):
-        script.run(_flows.create(script.ctx, None, prompt="p", model="m"))
+        script.run(_flows.create(script.ctx, "p", {"model": "m"}, None))
     script = Script(fail(429, {"Retry-After": "1"}), ok(video("SUBMITTED")))
-    assert script.run(_flows.create(script.ctx, None, prompt="p", model="m")).status == "SUBMITTED"
+    assert script.run(_flows.create(script.ctx, "p", {"model": "m"}, None)).status == "SUBMITTED"
 
 
 def test_a_retry_after_beyond_the_limit_is_raised_not_waited() -> None:

@@ -68,7 +68,7 @@ def blobs(endpoint: str, bucket: str) -> Iterator[S3Blobs]:
         multipart_chunksize=5 * MiB,
     )
     yield store
-    store.close()
+    asyncio.run(store.close())
 
 
 def dead_endpoint() -> str:

@@ -220,3 +220,26 @@ async def test_keys(store: TaskStore) -> None:
     assert [k.id for k in await store.list_keys()] == ["key_1"]
     with pytest.raises(NotFound):
         await store.revoke_key("key_missing", now=1.0)
+
+
+async def test_release_hands_the_task_back_at_once(store: TaskStore) -> None:
+    await store.create_task(make_task())
+    task = await store.claim_task(
+        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
+    assert task is not None
+    await store.heartbeat(task.id, worker="w1", now=2001.0, lease_seconds=LEASE, progress=30)
+    with pytest.raises(LeaseLost):
+        await store.release_task(task.id, worker="w2", now=2002.0)
+    released = await store.release_task(task.id, worker="w1", now=2002.0)
+    assert (released.status, released.progress, released.lease_owner) == (
+        Status.IN_PROGRESS,
+        30,
+        None,
+    )
+    again = await store.claim_task(
+        worker="w2", now=2003.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    )
+    assert again is not None and again.id == task.id and again.attempts == 1
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(task.id, worker="w1", now=2004.0, lease_seconds=LEASE, progress=50)

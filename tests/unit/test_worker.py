@@ -152,3 +152,23 @@ async def test_run_wakes_on_new_work_and_stops(tmp_path: Path) -> None:
     stop.set()
     rig.wakeup.notify()
     await asyncio.wait_for(loop, 5)
+
+
+async def test_shutdown_hands_unfinished_renders_back(tmp_path: Path) -> None:
+    renderer = ScriptedRenderer(hold=True)
+    rig = Rig(renderer, tmp_path, grace_seconds=0.05, poll_interval=60.0)
+    task_id = await rig.create()
+    stop = asyncio.Event()
+    loop = asyncio.create_task(rig.worker().run(stop))
+    await asyncio.wait_for(renderer.running.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    task = await rig.store.get_task(task_id)
+    assert task is not None
+    assert (task.status, task.lease_owner, task.attempts) == (Status.IN_PROGRESS, None, 0)
+    assert task.progress > 0
+    # another worker picks it up at once
+    renderer.release = None
+    await rig.worker().run_burst()
+    done = await rig.store.get_task(task_id)
+    assert done is not None and done.status is Status.SUCCESS and done.attempts == 1

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI
 
 from reelgate import __version__
-from reelgate.api import errors, files, health, videos
+from reelgate.api import bench, errors, files, health, videos
 from reelgate.api.middleware import BodyLimit, RequestId
 from reelgate.wiring import Components
 
@@ -37,7 +37,9 @@ def create_app(
         running: asyncio.Task[None] | None = None
         if embedded_worker and components.settings.workers > 0:
             worker = components.worker()
-            running = asyncio.create_task(worker.run(stop), name="embedded worker")
+            running = asyncio.create_task(
+                components.run_worker(stop, worker), name="embedded worker"
+            )
             log.info(
                 "embedded worker %s: %d concurrent renders", worker.id, components.settings.workers
             )
@@ -46,7 +48,6 @@ def create_app(
             yield
         finally:
             stop.set()
-            components.wakeup.notify()
             if running is not None:
                 await running
             await components.close()
@@ -69,6 +70,8 @@ def create_app(
     app.include_router(videos.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    if components.settings.bench_routes:
+        app.include_router(bench.router)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=components.settings.max_body_bytes)
     app.add_middleware(RequestId)

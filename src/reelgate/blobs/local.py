@@ -96,3 +96,6 @@ class LocalBlobs:
             await asyncio.to_thread(fn, *args)
         except OSError as exc:
             raise Unavailable(f"storage: {exc}") from exc
+
+    async def close(self) -> None:
+        return None

@@ -40,3 +40,6 @@ class MemoryBlobs:
 
     async def ping(self) -> None:
         return None
+
+    async def close(self) -> None:
+        return None

@@ -254,7 +254,7 @@ class S3Blobs:
         except NotFound as exc:
             raise Unavailable(f"bucket {self.bucket!r} does not exist") from exc
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the clients' connection pools."""
         for client in {id(c): c for c in (self._client, self._probe, self._signer)}.values():
             client.close()

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, BinaryIO, Required, TypedDict
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -27,8 +27,15 @@ ENV_BASE_URL = "REELGATE_BASE_URL"
 ENV_API_KEY = "REELGATE_API_KEY"
 USER_AGENT = "reelgate-python/0.1.0"
 
+DEFAULT_WAIT_TIMEOUT = 900.0
+"""Seconds a wait may take in all, by default."""
+DEFAULT_POLL_INTERVAL = 10.0
+"""Seconds between polls, by default (CometAPI advises 10 to 20)."""
+
 ImagePart = tuple[str, bytes, str]
 """An upload as ``(filename, content, media type)``."""
+ImageInput = str | os.PathLike[str] | bytes | BinaryIO | IO[bytes]
+"""An image for image-to-video: a path, the bytes themselves, or an open binary file."""
 
 
 @dataclass(frozen=True)
@@ -94,28 +101,41 @@ def _request(
     )
 
 
+class CreateParams(TypedDict, total=False):
+    """The create call's fields besides the prompt; absent or ``None``: the server's default."""
+
+    model: Required[str]
+    """A model id from the catalog, e.g. ``doubao-seedance-2-0``."""
+    seconds: int | str | None
+    """Duration, in the model's range."""
+    size: str | None
+    """Aspect ratio: ``21:9``, ``16:9``, ``4:3``, ``1:1``, ``3:4`` or ``9:16``."""
+    resolution: str | None
+    """``480p``, ``720p`` or ``1080p``, as the model allows."""
+    input_reference: ImageInput | None
+    """An image (path, bytes or binary file) to animate: image-to-video."""
+
+
+_FORM_FIELDS = ("model", "seconds", "size", "resolution")
+
+
 def create_request(
-    settings: Settings,
-    *,
-    prompt: str,
-    model: str,
-    seconds: int | str | None = None,
-    size: str | None = None,
-    resolution: str | None = None,
-    image: ImagePart | None = None,
+    settings: Settings, prompt: str, params: CreateParams, image: ImagePart | None
 ) -> httpx.Request:
     """``POST /v1/videos`` as multipart/form-data, the way CometAPI's ``curl -F`` sends it."""
-    fields = {"prompt": prompt, "model": model, "seconds": seconds, "size": size}
-    fields["resolution"] = resolution
+    unknown = set(params) - {*_FORM_FIELDS, "input_reference"}
+    if unknown:
+        raise TypeError(f"unexpected argument(s) for create: {', '.join(sorted(unknown))}")
+    fields: dict[str, object] = {"prompt": prompt}
+    fields.update({name: params.get(name) for name in _FORM_FIELDS})
     parts: list[tuple[str, tuple[str | None, str | bytes, str | None]]] = [
         (name, (None, str(value), None)) for name, value in fields.items() if value is not None
     ]
     if image is not None:
         parts.append(("input_reference", image))
     headers = {"Accept": "application/json"}
-    return _request(
-        settings, "POST", f"{settings.base_url}/v1/videos", headers=headers, files=parts
-    )
+    url = f"{settings.base_url}/v1/videos"
+    return _request(settings, "POST", url, headers=headers, files=parts)
 
 
 def retrieve_request(settings: Settings, video_id: str) -> httpx.Request:

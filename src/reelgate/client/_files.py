@@ -11,12 +11,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
-from reelgate.client._base import ImagePart
-
-ImageInput = str | os.PathLike[str] | bytes | BinaryIO | IO[bytes]
-"""An image for image-to-video: a path, the bytes themselves, or an open binary file."""
+from reelgate.client._base import CreateParams, ImageInput, ImagePart
 
 _MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "image/png", "png"),
@@ -54,6 +51,12 @@ def image_part(image: ImageInput) -> ImagePart:
     if not name:
         name = f"image.{sniffed[1] if sniffed else 'bin'}"
     return name, content, media_type
+
+
+def image_of(params: CreateParams) -> ImagePart | None:
+    """The upload for ``params["input_reference"]``, if any."""
+    image = params.get("input_reference")
+    return None if image is None else image_part(image)
 
 
 def target_path(path: str | os.PathLike[str], video_id: str) -> Path:

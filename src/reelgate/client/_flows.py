@@ -4,7 +4,7 @@ Each flow is a generator: it yields an *effect* (send this request, stream this
 response into that file, sleep, tell the caller about progress) and receives
 the effect's outcome. ``Client`` runs a flow with a blocking driver,
 ``AsyncClient`` with an awaiting one; neither holds any retry, wait or
-download logic of its own.
+download logic of its own. :class:`BaseClient` is the state both hold.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, replace
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import httpx
 
@@ -37,19 +37,43 @@ class Context:
     clock: Callable[[], float] = time.monotonic
 
 
-def make_context(
-    base_url: str | None,
-    api_key: str | None,
-    *,
-    timeout: float,
-    max_retries: int | None,
-    retry: RetryPolicy | None,
-) -> Context:
-    """Resolve the settings and the retry policy the way both clients take them."""
-    policy = retry or RetryPolicy()
-    if max_retries is not None:
-        policy = replace(policy, max_retries=max_retries)
-    return Context(_base.resolve_settings(base_url, api_key, timeout), policy)
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+
+
+class BaseClient(Generic[HttpT]):
+    """Settings, retry policy and connection pool, as both ``Client`` and ``AsyncClient`` take them.
+
+    ``base_url`` and ``api_key`` default to ``REELGATE_BASE_URL`` and
+    ``REELGATE_API_KEY``, then to ``http://127.0.0.1:8000`` and no key.
+    ``timeout`` bounds each request (seconds); transient failures are retried
+    ``max_retries`` times (default 2), or as ``retry`` says. Pass ``http_client``
+    to bring your own httpx client (proxies, certificates); it is then not
+    closed by this one.
+    """
+
+    _http_class: type[HttpT]
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        http_client: HttpT | None = None,
+    ) -> None:
+        policy = retry or RetryPolicy()
+        if max_retries is not None:
+            policy = replace(policy, max_retries=max_retries)
+        self._ctx = Context(_base.resolve_settings(base_url, api_key, timeout), policy)
+        self._http: HttpT = self._http_class() if http_client is None else http_client
+        self._owns_http = http_client is None
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL, as resolved."""
+        return self._ctx.settings.base_url
 
 
 @dataclass(frozen=True)
@@ -136,22 +160,11 @@ def call(ctx: Context, request: httpx.Request, *, idempotent: bool = True) -> Fl
     return outcome
 
 
-def create_fields(
-    prompt: str, model: str, seconds: int | str | None, size: str | None, resolution: str | None
-) -> dict[str, Any]:
-    """The create call's form fields, by name (``None``: left to the server's default)."""
-    return {
-        "prompt": prompt,
-        "model": model,
-        "seconds": seconds,
-        "size": size,
-        "resolution": resolution,
-    }
-
-
-def create(ctx: Context, image: _base.ImagePart | None, **fields: Any) -> Flow[Video]:
-    """``POST /v1/videos``; see :func:`_base.create_request` for ``fields``."""
-    request = _base.create_request(ctx.settings, image=image, **fields)
+def create(
+    ctx: Context, prompt: str, params: _base.CreateParams, image: _base.ImagePart | None
+) -> Flow[Video]:
+    """``POST /v1/videos``; ``image`` is ``params["input_reference"]`` read by the caller."""
+    request = _base.create_request(ctx.settings, prompt, params, image)
     response = yield from call(ctx, request, idempotent=False)
     return _base.video_from_response(response)
 
@@ -215,15 +228,16 @@ def _wait_timeout(video_id: str, timeout: float, last: Video | None) -> errors.W
 
 def create_and_wait(
     ctx: Context,
+    prompt: str,
+    params: _base.CreateParams,
     image: _base.ImagePart | None,
     *,
     timeout: float,
     cadence: Cadence,
     on_progress: ProgressCallback | None = None,
-    **fields: Any,
 ) -> Flow[Video]:
     """Create a task, report it, then :func:`wait` for it."""
-    video = yield from create(ctx, image, **fields)
+    video = yield from create(ctx, prompt, params, image)
     if on_progress is not None:
         yield Notify(on_progress, video)
     if video.failed:

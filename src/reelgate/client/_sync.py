@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import os
 import time
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import httpx
 
 from reelgate.client import _flows
-from reelgate.client._base import Cadence, RetryPolicy
-from reelgate.client._files import ImageInput, atomic_file, image_part, target_path
-from reelgate.client._flows import Effect, Flow, ProgressCallback
+from reelgate.client._base import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    Cadence,
+    CreateParams,
+)
+from reelgate.client._files import atomic_file, image_of, target_path
+from reelgate.client._flows import BaseClient, Effect, Flow, ProgressCallback
 from reelgate.client.models import Video
 
 T = TypeVar("T")
-
-DEFAULT_WAIT_TIMEOUT = 900.0
-DEFAULT_POLL_INTERVAL = 10.0
 
 
 class Videos:
@@ -28,24 +31,15 @@ class Videos:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(
-        self,
-        prompt: str,
-        *,
-        model: str,
-        seconds: int | str | None = None,
-        size: str | None = None,
-        resolution: str | None = None,
-        input_reference: ImageInput | None = None,
-    ) -> Video:
+    def create(self, prompt: str, **params: Unpack[CreateParams]) -> Video:
         """Submit a task (``POST /v1/videos``, multipart); returns it, usually SUBMITTED.
 
-        ``input_reference`` (a path, bytes or binary file) makes it image-to-video.
-        Fields left ``None`` take the server's defaults.
+        ``model`` is required; ``seconds``, ``size``, ``resolution`` and
+        ``input_reference`` (an image path, bytes or binary file, for
+        image-to-video) are optional: left out, the server's defaults apply.
         """
-        image = None if input_reference is None else image_part(input_reference)
-        fields = _flows.create_fields(prompt, model, seconds, size, resolution)
-        return self._client._run(_flows.create(self._client._ctx, image, **fields))
+        flow = _flows.create(self._client._ctx, prompt, params, image_of(params))
+        return self._client._run(flow)
 
     def retrieve(self, video_id: str) -> Video:
         """The task's current state (``GET /v1/videos/{id}``)."""
@@ -62,15 +56,13 @@ class Videos:
         """Poll until SUCCESS and return the task; raise ``TaskFailed`` on FAILED or ERROR.
 
         Polls every ``poll_interval`` seconds plus jitter (never sooner than the
-        server asks), calls ``on_progress(video)`` with each state seen, and raises
-        ``WaitTimeout`` after ``timeout`` seconds in all.
+        server asks), calls ``on_progress(video)`` with each state seen, rides
+        out transient failures, and raises ``WaitTimeout`` after ``timeout``
+        seconds in all.
         """
+        cadence = Cadence(poll_interval)
         flow = _flows.wait(
-            self._client._ctx,
-            video_id,
-            timeout=timeout,
-            cadence=Cadence(poll_interval),
-            on_progress=on_progress,
+            self._client._ctx, video_id, timeout=timeout, cadence=cadence, on_progress=on_progress
         )
         return self._client._run(flow)
 
@@ -78,26 +70,21 @@ class Videos:
         self,
         prompt: str,
         *,
-        model: str,
-        seconds: int | str | None = None,
-        size: str | None = None,
-        resolution: str | None = None,
-        input_reference: ImageInput | None = None,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         on_progress: ProgressCallback | None = None,
+        **params: Unpack[CreateParams],
     ) -> Video:
         """:meth:`create`, then :meth:`wait` (``on_progress`` also sees the created task)."""
-        image = None if input_reference is None else image_part(input_reference)
-        fields = _flows.create_fields(prompt, model, seconds, size, resolution)
-        cadence = Cadence(poll_interval)
+        ctx, cadence = self._client._ctx, Cadence(poll_interval)
         flow = _flows.create_and_wait(
-            self._client._ctx,
-            image,
+            ctx,
+            prompt,
+            params,
+            image_of(params),
             timeout=timeout,
             cadence=cadence,
             on_progress=on_progress,
-            **fields,
         )
         return self._client._run(flow)
 
@@ -114,37 +101,20 @@ class Videos:
         return target
 
 
-class Client:
+class Client(BaseClient[httpx.Client]):
     """Blocking client for reelgate, or for CometAPI itself (same contract).
 
-    ``base_url`` and ``api_key`` default to ``REELGATE_BASE_URL`` and
-    ``REELGATE_API_KEY``, then to ``http://127.0.0.1:8000`` and no key.
-    ``timeout`` bounds each request; transient failures are retried
-    ``max_retries`` times (or per ``retry``). Pass ``http_client`` to bring your
-    own ``httpx.Client`` (proxies, certificates); it is then not closed here.
+    ``Client(base_url=None, api_key=None, *, timeout=60.0, max_retries=None,
+    retry=None, http_client=None)``; see :class:`BaseClient` for the arguments.
+    Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        *,
-        timeout: float = 60.0,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        http_client: httpx.Client | None = None,
-    ) -> None:
-        self._ctx = _flows.make_context(
-            base_url, api_key, timeout=timeout, max_retries=max_retries, retry=retry
-        )
-        self._http = http_client or httpx.Client()
-        self._owns_http = http_client is None
-        self.videos = Videos(self)
+    _http_class = httpx.Client
 
-    @property
-    def base_url(self) -> str:
-        """The server's root URL, as resolved."""
-        return self._ctx.settings.base_url
+    @cached_property
+    def videos(self) -> Videos:
+        """The ``/v1/videos`` task API."""
+        return Videos(self)
 
     def close(self) -> None:
         """Close the connection pool (unless it was passed in)."""

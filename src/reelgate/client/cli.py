@@ -32,8 +32,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from reelgate.client import errors
-from reelgate.client._base import ENV_API_KEY, ENV_BASE_URL
-from reelgate.client._sync import DEFAULT_POLL_INTERVAL, DEFAULT_WAIT_TIMEOUT, Client
+from reelgate.client._base import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+)
+from reelgate.client._sync import Client
 from reelgate.client.models import Video
 
 EXIT_OK = 0
@@ -147,7 +152,19 @@ def progress_display(
         yield update
 
 
-def _finish(client: Client, video: Video, output: Path | None, as_json: bool) -> None:
+def _wait_and_save(
+    client: Client,
+    task_id: str,
+    output: Path | None,
+    *,
+    timeout: float,
+    poll_interval: float,
+    as_json: bool,
+) -> None:
+    with progress_display(as_json) as on_progress:
+        video = client.videos.wait(
+            task_id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
+        )
     if output is None:
         typer.echo(_video_json(video) if as_json else _describe(video))
         return
@@ -188,11 +205,9 @@ def create(
             typer.echo(_video_json(video) if as_json else video.id)
             return
         typer.echo(f"created {video.id}", err=True)
-        with progress_display(as_json) as on_progress:
-            video = client.videos.wait(
-                video.id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
-            )
-        _finish(client, video, output, as_json)
+        _wait_and_save(
+            client, video.id, output, timeout=timeout, poll_interval=poll_interval, as_json=as_json
+        )
 
 
 def status(
@@ -215,11 +230,9 @@ def wait(
 ) -> None:
     """Wait until a task ends; exit 0 on SUCCESS (saving it with -o), 3 on FAILED, 4 on ERROR."""
     with _reported(as_json), Client(base_url, api_key) as client:
-        with progress_display(as_json) as on_progress:
-            video = client.videos.wait(
-                task_id, timeout=timeout, poll_interval=poll_interval, on_progress=on_progress
-            )
-        _finish(client, video, output, as_json)
+        _wait_and_save(
+            client, task_id, output, timeout=timeout, poll_interval=poll_interval, as_json=as_json
+        )
 
 
 def download(

@@ -107,34 +107,33 @@ class TextScene(Scene):
         self._shapes = [_Shape(seed, width, height) for _ in range(int(seed.uniform(3, 6)))]
         self._panel = _text_panel(prompt, width, height, _font(max(10, short // 22)))
         self._background = tuple(plane.astype(np.uint16) for plane in background)
-        self._base = tuple(self._tile(k, 0, 0, width, height, []) for k in range(3))
+        static = [] if self._panel is None else [self._panel]
+        self._base = tuple(self._tile(k, (0, 0, width, height), static) for k in range(3))
 
     def _draw(self, index: int, planes: Planes) -> None:
         for plane, base in zip(planes, self._base, strict=True):
             np.copyto(plane, base)
-        seconds = index / self.fps
-        placed = [(shape, *shape.position(seconds)) for shape in self._shapes]
-        for shape, x, y in placed:
-            x0, y0 = max(x, 0), max(y, 0)
-            x1, y1 = min(x + shape.width, self.width), min(y + shape.height, self.height)
-            if x0 >= x1 or y0 >= y1:
+        shapes = [(shape.layer, *shape.position(index / self.fps)) for shape in self._shapes]
+        layers = shapes if self._panel is None else [*shapes, self._panel]
+        for shape in shapes:
+            x0, y0, x1, y1 = _extent(shape)
+            rect = max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
+            if rect[0] >= rect[2] or rect[1] >= rect[3]:
                 continue
+            over = [layer for layer in layers if _meets(_extent(layer), rect)]
             for k, plane in enumerate(planes):
                 s = 1 if k == 0 else 2
-                plane[y0 // s : y1 // s, x0 // s : x1 // s] = self._tile(k, x0, y0, x1, y1, placed)
+                plane[rect[1] // s : rect[3] // s, rect[0] // s : rect[2] // s] = self._tile(
+                    k, rect, over
+                )
         self._timecode.paste(planes, index)
 
-    def _tile(
-        self, k: int, x0: int, y0: int, x1: int, y1: int, placed: list[tuple[_Shape, int, int]]
-    ) -> U8:
-        """The pixels of plane ``k`` in the luma rectangle (x0, y0)-(x1, y1): shapes, then text."""
+    def _tile(self, k: int, rect: tuple[int, int, int, int], layers: list[Placed]) -> U8:
+        """Plane ``k``'s pixels in the luma rectangle ``rect``: background, then ``layers``."""
         s = 1 if k == 0 else 2
-        tx, ty = x0 // s, y0 // s
-        tile = self._background[k][ty : y1 // s, tx : x1 // s].copy()
-        for shape, x, y in placed:
-            _blend(tile, tx, ty, shape.layer[k], x // s, y // s)
-        if self._panel is not None:
-            layer, x, y = self._panel
+        tx, ty = rect[0] // s, rect[1] // s
+        tile = self._background[k][ty : rect[3] // s, tx : rect[2] // s].copy()
+        for layer, x, y in layers:
             _blend(tile, tx, ty, layer[k], x // s, y // s)
         return tile.astype(np.uint8)
 
@@ -179,6 +178,17 @@ class ImageScene(Scene):
 # the share of the pixel below that stays, ``paint`` 256 times the colour added (+128
 # to round). Both fit uint16 with the products, since colours stay at or below 240.
 Layer = tuple[tuple[U16, U16], tuple[U16, U16], tuple[U16, U16]]
+Placed = tuple[Layer, int, int]  # a layer and its even top-left corner in luma pixels
+
+
+def _extent(placed: Placed) -> tuple[int, int, int, int]:
+    layer, x, y = placed
+    height, width = layer[0][0].shape
+    return x, y, x + width, y + height
+
+
+def _meets(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _layer(keep: F64, paint: tuple[F64, F64, F64]) -> Layer:
@@ -281,7 +291,7 @@ class _Timecode:
             plane[m // 2 : (m + h) // 2, m // 2 : (m + w) // 2] = NEUTRAL
 
 
-def _text_panel(prompt: str, width: int, height: int, font: Font) -> tuple[Layer, int, int] | None:
+def _text_panel(prompt: str, width: int, height: int, font: Font) -> Placed | None:
     """The prompt, wrapped in white on a dark translucent box at the bottom, and its place."""
     margin = _even(min(width, height) * 0.04)
     pad = _even(font.getbbox("Ag")[3] * 0.5)
@@ -356,7 +366,9 @@ def _cover(data: bytes, width: int, height: int) -> U8:
             upright = ImageOps.exif_transpose(opened).convert("RGB")
         fitted = ImageOps.fit(upright, (width, height), Image.Resampling.LANCZOS)
     except Exception as exc:  # Pillow's decoders raise many kinds of errors on bad input
-        raise RenderRejected(f"the input image could not be decoded: {exc}") from exc
+        raise RenderRejected(
+            f"the input image could not be decoded as JPEG, PNG or WebP ({type(exc).__name__})"
+        ) from exc
     return np.asarray(fitted, dtype=np.uint8)
 
 

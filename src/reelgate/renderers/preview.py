@@ -68,9 +68,11 @@ def open_mp4(
 ) -> Iterator[tuple[OutputContainer, VideoStream]]:
     """An MP4 with one H.264 stream as the preview renderer encodes it; flushed on exit.
 
-    Frames sent to the stream are yuv420p with ``pts`` counted in frames.
+    Frames sent to the stream are yuv420p with ``pts`` counted in frames. A file gets
+    its index first (``faststart``), for browsers; a file object cannot.
     """
-    with av.open(target, mode="w", format="mp4", container_options=MP4_OPTIONS) as container:
+    options = MP4_OPTIONS if isinstance(target, Path) else {}
+    with av.open(target, mode="w", format="mp4", container_options=options) as container:
         stream = container.add_stream("libx264", rate=fps, options=dict(X264_OPTIONS))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = 1  # one video per process: no encoder threads

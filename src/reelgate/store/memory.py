@@ -129,6 +129,16 @@ class MemoryStore:
             self._record(task, error_code)
             return task
 
+    async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
+        async with self._lock:
+            task = self._leased(task_id, worker)
+            task = replace(
+                task, lease_owner=None, lease_until=0.0, attempts=task.attempts - 1, updated_at=now
+            )
+            self._tasks[task_id] = task
+            self._record(task, "released")
+            return task
+
     async def expire_tasks(self, *, now: float, max_attempts: int) -> list[Task]:
         async with self._lock:
             expired = []

@@ -7,6 +7,8 @@ together apply each script once. Connection failures become ``Unavailable``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
@@ -19,7 +21,10 @@ from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.store import sql
 
 T = TypeVar("T")
+log = logging.getLogger("reelgate.store")
 _MIGRATION_LOCK = 0x7265656C  # "reel"
+CHANNEL = "reelgate_tasks"
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
@@ -33,6 +38,7 @@ _Q = {
         "heartbeat": sql.HEARTBEAT.format(greatest="GREATEST"),
         "finish": sql.FINISH,
         "expire": sql.EXPIRE,
+        "release": sql.RELEASE,
         "select_events": sql.SELECT_EVENTS,
         "insert_key": sql.INSERT_KEY,
         "key_by_hash": sql.SELECT_KEY_BY_HASH,
@@ -52,6 +58,33 @@ def _claim_sql(filtered: bool) -> str:
 _CLAIM = {False: _claim_sql(False), True: _claim_sql(True)}
 
 
+class PostgresListener:
+    """Calls ``wake`` whenever a task becomes claimable, through LISTEN/NOTIFY.
+
+    Reconnects with backoff when the connection drops; workers keep a slow
+    fallback poll in case a notification is missed meanwhile.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def run(self, wake: Callable[[], None]) -> None:
+        """Listen until cancelled."""
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.5
+                    wake()  # a notification may have been missed while away
+                    async for _ in conn.notifies():
+                        wake()
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s: %s; reconnecting in %.1fs", CHANNEL, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 class PostgresStore:
     """``TaskStore`` over a PostgreSQL database, through a connection pool."""
 
@@ -62,7 +95,7 @@ class PostgresStore:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            timeout=10.0,
+            timeout=5.0,
             kwargs={"autocommit": False},
         )
         self._opened = False
@@ -124,6 +157,7 @@ class PostgresStore:
         async def run(cur: psycopg.AsyncCursor[Any]) -> None:
             await cur.execute(_Q["insert_task"], sql.task_params(task))
             await cur.execute(_Q["insert_event"], sql.event_params(task, "created"))
+            await cur.execute(_NOTIFY)  # delivered to listening workers on commit
 
         await self._tx(run)
 
@@ -209,6 +243,21 @@ class PostgresStore:
                 raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
             task = sql.task_from_row(row)
             await cur.execute(_Q["insert_event"], sql.event_params(task, error_code))
+            return task
+
+        return await self._tx(run)
+
+    async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
+        params = {"id": task_id, "worker": worker, "now": now}
+
+        async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
+            await cur.execute(_Q["release"], params)
+            row = await cur.fetchone()
+            if row is None:
+                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+            task = sql.task_from_row(row)
+            await cur.execute(_Q["insert_event"], sql.event_params(task, "released"))
+            await cur.execute(_NOTIFY)
             return task
 
         return await self._tx(run)

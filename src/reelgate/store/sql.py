@@ -64,6 +64,12 @@ WHERE id = :id AND status = 'IN_PROGRESS' AND lease_owner = :worker
 RETURNING {TASK_COLUMNS}
 """
 
+RELEASE = f"""
+UPDATE tasks SET lease_owner = NULL, lease_until = 0, attempts = attempts - 1, updated_at = :now
+WHERE id = :id AND status = 'IN_PROGRESS' AND lease_owner = :worker
+RETURNING {TASK_COLUMNS}
+"""
+
 EXPIRE = f"""
 UPDATE tasks SET status = 'ERROR', completed_at = :now, updated_at = :now,
     lease_owner = NULL, lease_until = NULL, error_code = 'worker_lost',

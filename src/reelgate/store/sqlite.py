@@ -213,6 +213,19 @@ class SqliteStore:
 
         return await self._write(run)
 
+    async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
+        params = {"id": task_id, "worker": worker, "now": now}
+
+        def run(conn: sqlite3.Connection) -> Task:
+            row = conn.execute(sql.RELEASE, params).fetchone()
+            if row is None:
+                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+            task = sql.task_from_row(row)
+            conn.execute(sql.INSERT_EVENT, sql.event_params(task, "released"))
+            return task
+
+        return await self._write(run)
+
     async def expire_tasks(self, *, now: float, max_attempts: int) -> list[Task]:
         def run(conn: sqlite3.Connection) -> list[Task]:
             rows = conn.execute(sql.EXPIRE, {"now": now, "max_attempts": max_attempts})

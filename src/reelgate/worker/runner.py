@@ -14,12 +14,12 @@ import logging
 import secrets
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from reelgate.domain.catalog import FPS, frame_size
-from reelgate.domain.errors import LeaseLost, RenderError, RenderRejected
+from reelgate.domain.errors import LeaseLost, RenderError, RenderRejected, Unavailable
 from reelgate.domain.status import Status
 from reelgate.domain.task import Task
 from reelgate.ports import BlobStore, Clock, Renderer, RenderJob, TaskStore
@@ -38,6 +38,7 @@ class WorkerConfig:
     max_attempts: int = 3
     poll_interval: float = 2.0
     min_heartbeat_interval: float = 0.5
+    grace_seconds: float = 30.0
     scratch_dir: Path | None = None
     models: frozenset[str] | None = None
 
@@ -67,30 +68,33 @@ class Worker:
         self._models = frozenset(models)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim and render until ``stop`` is set; then wait for running renders."""
+        """Claim and render until ``stop`` is set, then shut down gracefully.
+
+        Renders still running ``grace_seconds`` after the stop are cancelled and
+        their leases handed back, so another worker resumes them at once.
+        """
         try:
             while not stop.is_set():
-                await self._slots.acquire()
-                if stop.is_set():
-                    self._slots.release()
+                if not await _unless_stopped(stop, self._slots.acquire()):
                     break
                 task = await self._claim()
                 if task is None:
                     self._slots.release()
-                    waiter = asyncio.ensure_future(stop.wait())
-                    await asyncio.wait(
-                        [
-                            waiter,
-                            asyncio.ensure_future(self._wakeup.wait(self._config.poll_interval)),
-                        ],
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    waiter.cancel()
+                    await _unless_stopped(stop, self._wakeup.wait(self._config.poll_interval))
                     continue
                 self._start(task)
         finally:
-            if self._running:
-                await asyncio.gather(*self._running, return_exceptions=True)
+            await self._drain()
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        log.info("waiting up to %.0fs for %d running renders", self._config.grace_seconds,
+                 len(self._running))  # fmt: skip
+        _, pending = await asyncio.wait(set(self._running), timeout=self._config.grace_seconds)
+        for job in pending:
+            job.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def run_burst(self) -> int:
         """Render until the queue is empty (burst mode, for tests); return how many ran."""
@@ -145,8 +149,13 @@ class Worker:
                 await self._blobs.put_file(output_key(task.id), out_path)
             await lease.finish(Status.SUCCESS, output_key=output_key(task.id))
             log.info("task %s SUCCESS", task.id)
+        except asyncio.CancelledError:  # shutting down: hand the task to another worker
+            await asyncio.shield(lease.release())
+            raise
         except LeaseLost:
             log.warning("lost the lease on %s; another worker has it now", task.id)
+        except Unavailable as exc:  # the lease expires; a later attempt retries the task
+            log.warning("task %s: %s; it will be retried", task.id, exc.message)
         except RenderRejected as exc:
             await lease.finish(Status.FAILED, error_code=exc.code, error_message=exc.message)
         except RenderError as exc:
@@ -164,6 +173,18 @@ class Worker:
         width, height = frame_size(spec.size, spec.resolution)
         image = None if spec.input_key is None else await self._blobs.get_bytes(spec.input_key)
         return RenderJob(task.id, spec.model, spec.prompt, spec.seconds, width, height, FPS, image)
+
+
+async def _unless_stopped(stop: asyncio.Event, awaitable: Awaitable[object]) -> bool:
+    """Await ``awaitable`` unless ``stop`` is set first; True when it finished."""
+    job = asyncio.ensure_future(awaitable)
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if job in done:
+        return True
+    job.cancel()
+    return False
 
 
 class _Lease:
@@ -231,6 +252,13 @@ class _Lease:
             keeper.cancel()
         if self._lost is not None:
             raise self._lost
+
+    async def release(self) -> None:
+        try:
+            await self._store.release_task(self._task_id, worker=self._worker, now=self._clock())
+            log.info("handed task %s back", self._task_id)
+        except Exception:  # the lease expires instead
+            log.exception("could not hand task %s back", self._task_id)
 
     async def finish(self, status: Status, **fields: str | None) -> None:
         try:

@@ -1,0 +1,88 @@
+"""The server on PostgreSQL: the whole flow, and wake-ups through LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelgate.settings import Settings
+from reelgate.wiring import build
+from tests.pg import temporary_database
+from tests.server import start_server
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with temporary_database() as url:
+        yield url
+
+
+def wait_for(client: httpx.Client, task_id: str, statuses: set[str], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        video = client.get(f"/v1/videos/{task_id}").json()
+        if video["status"] in statuses:
+            return video  # type: ignore[no-any-return]
+        time.sleep(0.02)
+    raise AssertionError(f"{task_id} never reached {statuses}")
+
+
+def test_flow_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    server = start_server(tmp_path, database_url=pg_url, renderer="instant", workers=1)
+    try:
+        client = httpx.Client(base_url=server.base_url, headers=server.headers(), timeout=10)
+        created = client.post("/v1/videos", data={"prompt": "pg", "model": "doubao-seedance-2-0"})
+        assert created.status_code == 200, created.text
+        video = wait_for(client, created.json()["id"], {"SUCCESS"})
+        download = httpx.get(video["video_url"])
+        assert download.status_code == 200 and download.content[4:8] == b"ftyp"
+        other = httpx.get(f"{server.base_url}/v1/videos/{video['id']}",
+                          headers=server.headers("bob"))  # fmt: skip
+        assert other.json()["error"]["code"] == "task_not_exist"
+        assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
+    finally:
+        server.stop()
+
+
+def test_notify_wakes_a_worker_in_another_process_group(pg_url: str, tmp_path: Path) -> None:
+    """The API has no worker; a separate worker that polls only every 60 s still starts at once."""
+    api = start_server(tmp_path / "api", database_url=pg_url, workers=0)
+    settings = Settings(data_dir=tmp_path / "worker", database_url=pg_url, renderer="instant",
+                        workers=1, poll_interval=60.0)  # fmt: skip
+    components = build(settings)
+    stop = asyncio.Event()
+
+    async def run_worker() -> None:
+        await components.store.migrate()
+        try:
+            await components.run_worker(stop)
+        finally:
+            await components.close()
+
+    loop = asyncio.new_event_loop()
+    runner = loop.create_task(run_worker())
+    try:
+        loop.run_until_complete(asyncio.sleep(1.0))  # the worker's first look finds nothing
+        client = httpx.Client(base_url=api.base_url, headers=api.headers(), timeout=10)
+        created = client.post("/v1/videos", data={"prompt": "wake", "model": "doubao-seedance-2-0"})
+        started = time.monotonic()
+        task_id = created.json()["id"]
+
+        async def until_done() -> None:
+            while client.get(f"/v1/videos/{task_id}").json()["status"] != "SUCCESS":
+                await asyncio.sleep(0.02)
+
+        loop.run_until_complete(asyncio.wait_for(until_done(), 10))
+        assert time.monotonic() - started < 5, "the worker slept instead of waking up"
+    finally:
+        stop.set()
+        loop.run_until_complete(runner)
+        loop.close()
+        api.stop()

@@ -11,6 +11,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from reelgate.client.cli import register as register_client_commands
+
 app = typer.Typer(
     help="reelgate: a self-hosted gateway for asynchronous video generation.",
     no_args_is_help=True,
@@ -258,3 +260,6 @@ def keys_revoke(
 def main() -> None:
     """Entry point of the ``reelgate`` command."""
     app()
+
+
+register_client_commands(app)

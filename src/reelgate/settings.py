@@ -10,6 +10,10 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "memory:")
+STORAGE_SCHEMES = ("file://", "s3://", "memory:")
+
+
 def _default_concurrency() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
@@ -55,6 +59,10 @@ class Settings(BaseSettings):
             host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
             self.public_url = f"http://{host}:{self.port}"
         self.public_url = self.public_url.rstrip("/")
+        if not self.database_url.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"REELGATE_DATABASE_URL must start with one of {DATABASE_SCHEMES}")
+        if not self.storage_url.startswith(STORAGE_SCHEMES):
+            raise ValueError(f"REELGATE_STORAGE_URL must start with one of {STORAGE_SCHEMES}")
         if self.signing_secret and len(self.signing_secret) < 32:
             raise ValueError("REELGATE_SIGNING_SECRET must be at least 32 characters")
         if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):

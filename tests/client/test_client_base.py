@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import io
+import subprocess
+import sys
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
@@ -308,3 +310,19 @@ def test_task_failed_carries_the_servers_reason() -> None:
         "req_9",
     )
     assert "crashed" in str(exc) and exc.video is video
+
+
+def test_the_client_imports_nothing_of_the_server_side() -> None:
+    server = (
+        "reelgate.api", "reelgate.store", "reelgate.domain", "reelgate.services",
+        "reelgate.worker", "reelgate.renderers", "reelgate.blobs", "reelgate.settings",
+        "fastapi", "starlette", "uvicorn", "av", "numpy",
+    )  # fmt: skip
+    code = (
+        "import sys, reelgate.client, reelgate.client.cli\n"
+        f"print([m for m in sys.modules if m.startswith({server!r})])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fakeserver import FakeServer, tiny_png
 
@@ -243,3 +244,17 @@ def test_the_reference_image_arrives_intact(
     with path.open("rb") as handle:
         task = client.videos.create("again", model=MODEL, input_reference=handle, seconds="6")
     assert fake_server.tasks[task.id].fields["seconds"] == "6"
+
+
+def test_settings_come_from_the_environment_and_a_given_pool_stays_open(
+    fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REELGATE_BASE_URL", fake_server.base_url + "/v1")
+    monkeypatch.setenv("REELGATE_API_KEY", fake_server.api_key)
+    pool = httpx.Client()
+    with Client(http_client=pool) as client:
+        assert client.base_url == fake_server.base_url
+        task = client.videos.create("a fox", model=MODEL)
+    assert not pool.is_closed
+    assert pool.get(f"{fake_server.base_url}/v1/videos/{task.id}").status_code == 401
+    pool.close()

@@ -7,7 +7,7 @@ endpoint (the same contract). It imports nothing from reelgate's server side.
 
     from reelgate.client import Client
 
-    with Client("http://127.0.0.1:8000", api_key="rg-...") as client:
+    with Client("http://127.0.0.1:8000", api_key="rg_...") as client:
         video = client.videos.create_and_wait("a fox in the snow", model="doubao-seedance-2-0")
         client.videos.download(video, "fox.mp4")
 

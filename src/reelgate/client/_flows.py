@@ -292,8 +292,8 @@ def download(
         response = outcome.response
         if response is not None and effect.position is None:
             status = response.status_code
-            if status == 416 and state.total is not None and state.offset == state.total:
-                return state.offset
+            if status == 416 and state.offset in (state.total, _content_range(response)[1]):
+                return state.offset  # we already had it all
             if status in _URL_REFUSED and state.refreshes < max_refreshes:
                 state.refreshes += 1
                 url = yield from _signed_url(ctx, video_id, None)
@@ -304,7 +304,7 @@ def download(
                 raise _base.error_from_response(response)
         elif response is not None:
             _account(state, response, effect)
-            if outcome.error is None and state.total in (None, state.offset):
+            if state.offset == state.total or (outcome.error is None and state.total is None):
                 return state.offset
             if state.total is not None and state.offset > state.total:
                 raise errors.DownloadError(f"got {state.offset} bytes, expected {state.total}")
@@ -337,31 +337,26 @@ def _download_failure(url: str, state: _Progress, outcome: Streamed) -> errors.R
     )
 
 
-def _content_range(response: httpx.Response) -> tuple[int, int | None] | None:
-    """``(start, total)`` from ``Content-Range: bytes start-end/total``."""
-    value = response.headers.get("content-range", "")
-    unit, _, spec = value.partition(" ")
+def _content_range(response: httpx.Response) -> tuple[int | None, int | None]:
+    """``(start, total)`` from ``Content-Range: bytes start-end/total`` (or ``bytes */total``)."""
+    unit, _, spec = response.headers.get("content-range", "").partition(" ")
     span, _, total = spec.partition("/")
     start = span.partition("-")[0]
-    if unit.strip() != "bytes" or not start.isdigit():
-        return None
-    return int(start), int(total) if total.isdigit() else None
+    if unit.strip() != "bytes":
+        return None, None
+    return (int(start) if start.isdigit() else None), (int(total) if total.isdigit() else None)
 
 
 def _write_position(response: httpx.Response, offset: int) -> int | None:
     if response.status_code == 200:
         return 0
-    if response.status_code == 206:
-        parsed = _content_range(response)
-        if parsed is not None and parsed[0] <= offset:
-            return parsed[0]
-    return None
+    start = _content_range(response)[0] if response.status_code == 206 else None
+    return start if start is not None and start <= offset else None
 
 
 def _total_length(response: httpx.Response, position: int) -> int | None:
-    if response.status_code == 206:
-        parsed = _content_range(response)
-        if parsed is not None and parsed[1] is not None:
-            return parsed[1]
+    total = _content_range(response)[1] if response.status_code == 206 else None
+    if total is not None:
+        return total
     length = response.headers.get("content-length", "")
     return position + int(length) if length.isdigit() else None

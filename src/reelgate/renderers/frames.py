@@ -1,25 +1,21 @@
 """Deterministic pictures for the preview renderer, drawn straight into yuv420p planes.
 
-Everything in a video follows from its prompt: a SHA-256 of the prompt seeds the
-colours and direction of the background gradient and a few shapes (circles and
-rounded rectangles) that drift on slow Lissajous paths. The prompt is written,
-wrapped, on a translucent panel at the bottom, and a timecode ``MM:SS.FF`` (``FF``
-the frame within its second) with the frame number ``#NNNN`` sits in the top-left
-corner.
+A SHA-256 of the prompt seeds the background gradient and a few shapes (circles and
+rounded rectangles) drifting on slow Lissajous paths. The prompt is written, wrapped,
+on a translucent panel at the bottom; a timecode ``MM:SS.FF`` (``FF`` the frame in its
+second) and the frame number ``#NNNN`` sit in the top-left corner. With an input image
+the first frame is the image scaled and cropped to cover the frame, then the picture
+slowly zooms towards a point the seed picks ("Ken Burns"), with the timecode on.
 
-With an input image the first frame is the image scaled and cropped to cover the
-frame; after it the picture slowly zooms towards a point the seed picks ("Ken
-Burns"), with the timecode on.
-
-Speed is the point of the layout: everything static (background, text panel, shape
-masks, timecode glyphs) is computed once per video, in BT.601 limited-range Y, U and
-V planes, the encoder's own format. A frame then costs one copy of the static planes
-plus integer blends on the small tiles the shapes cover, or, for an image, one
-libswscale scale of a crop per plane.
+For speed everything static (background, text panel, shape masks, timecode glyphs) is
+computed once per video in BT.601 limited-range Y, U and V planes, the encoder's own
+format. A frame then costs a copy of the static planes and integer blends on the small
+tiles the shapes cover, or, for an image, one libswscale scale of a crop per plane.
 """
 
 from __future__ import annotations
 
+import abc
 import colorsys
 import functools
 import hashlib
@@ -39,9 +35,10 @@ U8 = npt.NDArray[np.uint8]
 U16 = npt.NDArray[np.uint16]
 F64 = npt.NDArray[np.float64]
 Planes = tuple[U8, U8, U8]
+YUV = tuple[float, float, float]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
-WHITE_Y, BLACK_Y, NEUTRAL = 235, 16, 128
+WHITE_Y, BLACK_Y, NEUTRAL, TIMECODE_Y = 235, 16, 128, 24
 PANEL_OPACITY = 0.62
 SHAPE_OPACITY = 0.9
 PANEL_MAX_LINES = 4
@@ -61,7 +58,7 @@ class Seed:
         return low + (high - low) * self._random.random()
 
 
-class Scene:
+class Scene(abc.ABC):
     """The frames of one video; build one with ``make_scene``."""
 
     def __init__(self, width: int, height: int, fps: int) -> None:
@@ -76,8 +73,8 @@ class Scene:
         self._draw(index, _plane_views(frame))
         return frame
 
-    def _draw(self, index: int, planes: Planes) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _draw(self, index: int, planes: Planes) -> None: ...
 
 
 def make_scene(
@@ -254,7 +251,6 @@ class _Timecode:
     """``MM:SS.FF #NNNN`` pasted from a glyph atlas of pre-shaded, equal-width cells."""
 
     CHARS = "0123456789:.# "
-    BOX_Y = 24
 
     def __init__(self, short_side: int, fps: int) -> None:
         font = _font(max(10, short_side // 28))
@@ -267,10 +263,8 @@ class _Timecode:
             cell = Image.new("L", (cell_w, cell_h), 0)
             x = (cell_w - font.getlength(char)) / 2
             ImageDraw.Draw(cell).text((x, pad - top), char, fill=255, font=font)
-            cover = np.asarray(cell, dtype=np.float64) / 255
-            self._glyphs[char] = np.rint(self.BOX_Y + (WHITE_Y - self.BOX_Y) * cover).astype(
-                np.uint8
-            )
+            ink = np.asarray(cell, dtype=np.float64) / 255
+            self._glyphs[char] = np.rint(TIMECODE_Y + (WHITE_Y - TIMECODE_Y) * ink).astype(np.uint8)
         self._fps = fps
         self._margin = _even(short_side * 0.04)
 
@@ -318,24 +312,20 @@ def _text_panel(prompt: str, width: int, height: int, font: Font) -> Placed | No
 def _wrap(text: str, font: Font, width: float, max_lines: int) -> list[str]:
     """Greedy word wrap; overlong words are cut; a cut-off tail ends in ``...``."""
     lines: list[str] = []
-    line = ""
-    for word in text.split():
-        while True:
-            candidate = f"{line} {word}" if line else word
-            if font.getlength(candidate) <= width:
-                line = candidate
-                break
-            if line:
-                lines.append(line)
-                line = ""
-            else:  # a word wider than the panel: keep the longest prefix that fits
-                cut = _longest_fit(word, font, width)
-                lines.append(word[:cut])
-                word = word[cut:]
-            if len(lines) > max_lines:
-                break
-        if len(lines) > max_lines:
-            break
+    line, words = "", text.split()[::-1]  # a stack: the next word is last
+    while words and len(lines) <= max_lines:
+        word = words.pop()
+        candidate = f"{line} {word}" if line else word
+        if font.getlength(candidate) <= width:
+            line = candidate
+        elif line:
+            lines.append(line)
+            line = ""
+            words.append(word)
+        else:  # a word wider than the panel: keep the longest prefix that fits
+            cut = _longest_fit(word, font, width)
+            lines.append(word[:cut])
+            words.append(word[cut:])
     if line:
         lines.append(line)
     if len(lines) > max_lines:
@@ -372,13 +362,7 @@ def _cover(data: bytes, width: int, height: int) -> U8:
     return np.asarray(fitted, dtype=np.uint8)
 
 
-def _gradient(
-    width: int,
-    height: int,
-    angle: float,
-    start: tuple[float, float, float],
-    end: tuple[float, float, float],
-) -> Planes:
+def _gradient(width: int, height: int, angle: float, start: YUV, end: YUV) -> Planes:
     """A linear gradient from ``start`` to ``end`` along ``angle``, with a soft vignette."""
     planes: list[U8] = []
     for k in range(3):
@@ -406,7 +390,7 @@ def _rounded_box(width: int, height: int, radius: float) -> F64:
     return np.asarray(np.clip(radius - outside + 0.5, 0.0, 1.0), dtype=np.float64)
 
 
-def _yuv(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+def _yuv(rgb: tuple[float, float, float]) -> YUV:
     """BT.601 limited-range Y, U, V of an RGB colour with components in 0..1."""
     r, g, b = rgb
     return (

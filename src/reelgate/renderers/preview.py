@@ -56,7 +56,9 @@ FAIL_MARKER = "[[sandbox:fail]]"
 ERROR_MARKER = "[[sandbox:error]]"
 MARKER_AT = 0.2  # the share of the frames rendered before a marker's failure
 PROGRESS_STEP = 4  # report progress at most once per this many percent
-X264_OPTIONS = {"preset": "veryfast", "crf": "23"}
+# mbtree off: with it, this x264 build's output varies from run to run (it reads
+# uninitialised memory); without it the same job gives the same bytes every time.
+X264_OPTIONS = {"preset": "veryfast", "crf": "23", "x264-params": "mbtree=0"}
 MP4_OPTIONS = {"movflags": "+faststart"}
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _DRAIN_SECONDS = 10.0  # how long a finished render waits for its last progress values

@@ -1,0 +1,21 @@
+"""reelgate's benchmarks: each hot path against a ceiling measured in the same run.
+
+Every benchmark is a module runnable on its own (``python -m bench.retrieve --quick``)
+that writes its rows as JSON; ``bench/run`` (``python -m bench.runner``) runs them all
+and writes ``bench/RESULTS.md``. Servers run as subprocesses and load comes from
+``wrk`` in another process, so that the process measured is only the server.
+
+| module | benchmarks |
+|---|---|
+| ``retrieve`` | #1 retrieve vs. the baseline route; #2 the same while videos render |
+| ``create`` | #3 multipart creates vs. the baseline route |
+| ``dispatch`` | #4 create → IN_PROGRESS with the instant renderer |
+| ``throughput`` | #5 end-to-end tasks/s vs. the store's own rate (SQLite, PostgreSQL) |
+| ``render`` | #6 the preview renderer vs. encoding ready-made frames |
+| ``memory`` | #7 server RSS with 100,000 tasks vs. an empty store |
+
+Helpers: ``servers`` (subprocess servers, keys, throwaway PostgreSQL databases),
+``seed`` (fast store seeding), ``load`` (wrk, its Lua scripts and its output),
+``pyload`` (the Python fallback load generator), ``options`` (the shared command line)
+and ``report`` (rows, the machine, RESULTS.md).
+"""

@@ -69,10 +69,7 @@ async def _run(config: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     until = start + float(config["seconds"])
     errors = await asyncio.gather(
-        *(
-            _connection(host, port, requests, until, latencies)
-            for _ in range(config["connections"])
-        )
+        *(_connection(host, port, requests, until, latencies) for _ in range(config["connections"]))
     )
     seconds = time.perf_counter() - start
     latencies.sort()

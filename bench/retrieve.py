@@ -18,23 +18,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
-import sqlite3
 import time
+from pathlib import Path
 
 import httpx
 
 from bench import forms, options
 from bench.load import Load, LoadGenerator, alternate, fastest, steadiest
 from bench.report import Row, failed_row
-from bench.seed import seed_sqlite
+from bench.seed import query, seed_sqlite
 from bench.servers import Server, create_key, running_server
+from reelgate.settings import Settings
 
 TASKS, QUICK_TASKS = 10_000, 300
 PATH_1 = "`GET /v1/videos/{id}`, 10,000 tasks"
 PATH_2 = "the same while the worker renders 720p"
-TARGET_1, TARGET_2 = "≥ 0.6 × baseline req/s", "p99 ≤ 3 × idle p99"
+TARGET_1, TARGET_2 = "≥ 0.6x baseline req/s", "p99 ≤ 3x idle p99"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,14 +59,18 @@ def measure(args: argparse.Namespace) -> list[Row]:
             alternate(generator, server.url, {"warm-up": baseline, "warm": retrieve}, 1, 1)
             with options.profiled(args, server.pid, "retrieve-idle"):
                 runs = alternate(
-                    generator, server.url, {"baseline": baseline, "retrieve": retrieve}, seconds, rounds
+                    generator,
+                    server.url,
+                    {"baseline": baseline, "retrieve": retrieve},
+                    seconds,
+                    rounds,
                 )
             best, base = fastest(runs["retrieve"]), fastest(runs["baseline"])
             idle = steadiest(runs["retrieve"])
             ratio = best.rps / base.rps
             detail = (
                 f"{count:,} SUCCESS tasks in SQLite, ids at random; {generator.tool} with "
-                f"{generator.connections} connections, {rounds} × {seconds} s alternating, "
+                f"{generator.connections} connections, {rounds} x {seconds} s alternating, "
                 f"best of each. Retrieve {best.summary()}; baseline {base.summary()}. "
                 f"Bodies: {sizes}."
             )
@@ -84,7 +88,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
                 )
             ]
             if not args.no_renders:
-                rows.append(_busy(args, server, key, generator, retrieve, idle.p99_ms))
+                rows.append(_busy(args, server, key, generator, retrieve, idle.p99_ms, count))
     return rows
 
 
@@ -95,6 +99,7 @@ def _busy(
     generator: LoadGenerator,
     retrieve: Load,
     idle_p99: float,
+    seeded: int,
 ) -> Row:
     """#2: queue renders, wait until they run, measure the same retrieve load."""
     seconds, rounds = options.seconds(args), options.rounds(args)
@@ -111,11 +116,11 @@ def _busy(
     statuses = _statuses(db)
     busy = steadiest(results)
     ratio = busy.p99_ms / idle_p99
-    workers = _workers(server)
+    workers = default_workers()
     still = statuses.get("SUBMITTED", 0) + statuses.get("IN_PROGRESS", 0)
     detail = (
         f"{queued} 720p 5 s renders queued, {workers} at a time (the default pool); "
-        f"{statuses.get('SUCCESS', 0) - _seeded(db)} finished during the runs, "
+        f"{statuses.get('SUCCESS', 0) - seeded} finished during the runs, "
         f"{still} still queued or rendering at the end"
         + ("" if still else " (**the queue ran dry: renders did not last the runs**)")
         + f". Busy {busy.summary()} (lowest p99 of {rounds}); idle p99 {idle_p99:.2f} ms."
@@ -139,35 +144,23 @@ async def _queue(base_url: str, key: str, count: int) -> None:
             await forms.create(client, forms.fields("720p"))
 
 
-def _wait_rendering(db: os.PathLike[str], timeout: float) -> None:
+def _wait_rendering(db: Path, timeout: float) -> None:
     """Return once a render has made progress."""
     deadline = time.monotonic() + timeout
-    with sqlite3.connect(db) as conn:
-        while time.monotonic() < deadline:
-            query = "SELECT count(*) FROM tasks WHERE status = 'IN_PROGRESS' AND progress > 0"
-            if conn.execute(query).fetchone()[0]:
-                return
-            time.sleep(0.05)
+    while time.monotonic() < deadline:
+        if query(db, "SELECT 1 FROM tasks WHERE status = 'IN_PROGRESS' AND progress > 0"):
+            return
+        time.sleep(0.05)
     raise TimeoutError(f"no render made progress in {timeout:.0f} s")
 
 
-def _statuses(db: os.PathLike[str]) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
+def _statuses(db: Path) -> dict[str, int]:
+    return dict(query(db, "SELECT status, count(*) FROM tasks GROUP BY status"))
 
 
-def _seeded(db: os.PathLike[str]) -> int:
-    with sqlite3.connect(db) as conn:
-        query = "SELECT count(*) FROM tasks WHERE resolution = '720p' AND attempts = 1 "
-        query += "AND created_at < completed_at - 59"
-        return int(conn.execute(query).fetchone()[0])
-
-
-def _workers(server: Server) -> int:
-    """The size of the render pool: the server's ``REELGATE_WORKERS`` or its default."""
-    configured = server.process.args[0] if False else None  # noqa: SIM108 (placeholder)
-    del configured
-    return max(1, (os.cpu_count() or 2) - 1)
+def default_workers() -> int:
+    """The render pool's size when ``REELGATE_WORKERS`` is not set (the product's default)."""
+    return int(Settings.model_fields["workers"].get_default(call_default_factory=True))
 
 
 def _body_sizes(base_url: str, task_id: str, key: str) -> str:
@@ -190,5 +183,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-_ = math  # kept for the type checker's sake

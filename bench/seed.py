@@ -13,14 +13,14 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from bench.servers import OWNER
 from reelgate.domain.status import Status
 from reelgate.domain.task import Task, TaskSpec, new_task_id
 from reelgate.services.tasks import output_key
 from reelgate.store import sql
 from reelgate.store.sqlite import SqliteStore
-
-from bench.servers import OWNER
 
 MODEL = "doubao-seedance-2-0-fast"
 PROMPT = "A corgi surfing a huge wave at sunset, cinematic lighting, 35mm film, slow motion"
@@ -81,7 +81,9 @@ def insert_tasks(path: Path, tasks: Sequence[Task]) -> None:
     for task in tasks:
         events.append(sql.event_params(task, "created") | {"status": "SUBMITTED", "progress": 0})
         if task.status is not Status.SUBMITTED:
-            events.append(sql.event_params(task, "attempt 1") | {"status": "IN_PROGRESS", "progress": 0})
+            events.append(
+                sql.event_params(task, "attempt 1") | {"status": "IN_PROGRESS", "progress": 0}
+            )
         if task.terminal:
             events.append(sql.event_params(task))
     conn = sqlite3.connect(path, isolation_level=None)
@@ -90,5 +92,18 @@ def insert_tasks(path: Path, tasks: Sequence[Task]) -> None:
         conn.executemany(sql.INSERT_TASK, [sql.task_params(task) for task in tasks])
         conn.executemany(sql.INSERT_EVENT, events)
         conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def query(path: Path, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+    """All rows of a read on a fresh connection to the SQLite file at ``path``.
+
+    Fresh, and read to the end, so that no open read holds on to an old snapshot of a
+    database that the server keeps writing.
+    """
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(statement, params).fetchall()
     finally:
         conn.close()

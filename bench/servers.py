@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
-PG_ADMIN_URL = os.environ.get("REELGATE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "REELGATE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
+)
 OWNER = "bench"
 
 
@@ -50,10 +52,8 @@ class Server:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         with contextlib.suppress(ProcessLookupError):  # render children, the forkserver
             os.killpg(self.pid, signal.SIGKILL)
         self.process.wait()
@@ -90,6 +90,7 @@ def running_server(
     stopping it also ends its render processes.
     """
     port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "server.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -117,7 +118,9 @@ def _wait_ready(server: Server, timeout: float) -> None:
             if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"the server did not answer /readyz in {timeout:.0f} s:\n{server.log_tail()}")
+    raise RuntimeError(
+        f"the server did not answer /readyz in {timeout:.0f} s:\n{server.log_tail()}"
+    )
 
 
 def create_key(data_dir: Path, database_url: str | None = None) -> str:

@@ -14,6 +14,7 @@ caller passes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -86,10 +87,8 @@ class Proc:
 
     def send(self, sig: int) -> None:
         """Send ``sig`` to the whole process group (no error if it is gone)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """``kill -9`` the process group and reap the leader."""
@@ -139,7 +138,9 @@ class Worker(Proc):
     id: str = ""
 
 
-def _spawn(name: str, argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    name: str, argv: list[str], env: Mapping[str, str], log: Path
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(

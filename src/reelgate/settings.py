@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "memory:")
 STORAGE_SCHEMES = ("file://", "s3://", "memory:")
 

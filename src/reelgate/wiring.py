@@ -75,7 +75,7 @@ def _renderer(settings: Settings) -> Renderer:
     from reelgate.renderers.preview import InstantRenderer, PreviewRenderer
 
     if settings.renderer == "instant":
-        return InstantRenderer()
+        return InstantRenderer(settings.delays)
     return PreviewRenderer(processes=max(1, settings.workers), delays=settings.delays)
 
 

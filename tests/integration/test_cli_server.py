@@ -37,7 +37,5 @@ def test_migrate_and_bad_settings(tmp_path: Path) -> None:
     assert result.exit_code == 0 and (tmp_path / "reelgate.db").is_file()
     bad = runner.invoke(app, ["migrate", "--database-url", "mysql://x"])
     assert bad.exit_code == 2 and "REELGATE_DATABASE_URL must start with" in bad.output
-    result = runner.invoke(
-        app, ["serve", "--port", "99999", "--data-dir", str(tmp_path)]
-    )
+    result = runner.invoke(app, ["serve", "--port", "99999", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "port" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,31 +59,26 @@ def test_notify_wakes_a_worker_in_another_process_group(pg_url: str, tmp_path: P
                         workers=1, poll_interval=60.0)  # fmt: skip
     components = build(settings)
     stop = asyncio.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
 
     async def run_worker() -> None:
+        loops.append(asyncio.get_running_loop())
         await components.store.migrate()
         try:
             await components.run_worker(stop)
         finally:
             await components.close()
 
-    loop = asyncio.new_event_loop()
-    runner = loop.create_task(run_worker())
+    thread = threading.Thread(target=asyncio.run, args=(run_worker(),))
+    thread.start()
     try:
-        loop.run_until_complete(asyncio.sleep(1.0))  # the worker's first look finds nothing
+        time.sleep(1.0)  # the worker's first look finds nothing; its next poll is 60 s away
         client = httpx.Client(base_url=api.base_url, headers=api.headers(), timeout=10)
         created = client.post("/v1/videos", data={"prompt": "wake", "model": "doubao-seedance-2-0"})
         started = time.monotonic()
-        task_id = created.json()["id"]
-
-        async def until_done() -> None:
-            while client.get(f"/v1/videos/{task_id}").json()["status"] != "SUCCESS":
-                await asyncio.sleep(0.02)
-
-        loop.run_until_complete(asyncio.wait_for(until_done(), 10))
+        wait_for(client, created.json()["id"], {"SUCCESS"}, timeout=10)
         assert time.monotonic() - started < 5, "the worker slept instead of waking up"
     finally:
-        stop.set()
-        loop.run_until_complete(runner)
-        loop.close()
+        loops[0].call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
         api.stop()

@@ -39,8 +39,7 @@ YUV = tuple[float, float, float]
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 WHITE_Y, BLACK_Y, NEUTRAL, TIMECODE_Y = 235, 16, 128, 24
-PANEL_OPACITY = 0.62
-SHAPE_OPACITY = 0.9
+PANEL_OPACITY, SHAPE_OPACITY = 0.62, 0.9
 PANEL_MAX_LINES = 4
 ZOOM = 0.12  # how much the image has zoomed in by the last frame
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -119,10 +118,8 @@ class TextScene(Scene):
                 continue
             over = [layer for layer in layers if _meets(_extent(layer), rect)]
             for k, plane in enumerate(planes):
-                s = 1 if k == 0 else 2
-                plane[rect[1] // s : rect[3] // s, rect[0] // s : rect[2] // s] = self._tile(
-                    k, rect, over
-                )
+                x0, y0, x1, y1 = (edge // (1 if k == 0 else 2) for edge in rect)
+                plane[y0:y1, x0:x1] = self._tile(k, rect, over)
         self._timecode.paste(planes, index)
 
     def _tile(self, k: int, rect: tuple[int, int, int, int], layers: list[Placed]) -> U8:
@@ -162,9 +159,8 @@ class ImageScene(Scene):
             cy = height * (0.5 + self._target[1] * reach)
             x0 = min(max(round(cx - crop_w / 2), 0), width - crop_w)
             y0 = min(max(round(cy - crop_h / 2), 0), height - crop_h)
-            crop = av.VideoFrame.from_numpy_buffer(
-                source[y0 : y0 + crop_h, x0 : x0 + crop_w], format="gray"
-            )
+            window = source[y0 : y0 + crop_h, x0 : x0 + crop_w]
+            crop = av.VideoFrame.from_numpy_buffer(window, format="gray")
             scaled = crop.reformat(width=width, height=height, interpolation="BILINEAR")
             np.copyto(plane, _plane_view(scaled.planes[0]))
         if index:
@@ -189,19 +185,13 @@ def _meets(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
 
 
 def _layer(keep: F64, paint: tuple[F64, F64, F64]) -> Layer:
-    """Quantise a full-resolution layer and subsample its chroma planes (2x2 means)."""
-
-    def quantise(keep_k: F64, paint_k: F64) -> tuple[U16, U16]:
-        return (
-            np.rint(keep_k * 256).astype(np.uint16),
-            (np.rint(paint_k * 256) + 128).astype(np.uint16),
-        )
-
-    return (
-        quantise(keep, paint[0]),
-        quantise(_halve(keep), _halve(paint[1])),
-        quantise(_halve(keep), _halve(paint[2])),
+    """Quantise a full-resolution layer; its chroma planes take 2x2 means."""
+    half = _halve(keep)
+    y, u, v = (
+        (np.rint(k * 256).astype(np.uint16), (np.rint(p * 256) + 128).astype(np.uint16))
+        for k, p in ((keep, paint[0]), (half, _halve(paint[1])), (half, _halve(paint[2])))
     )
+    return y, u, v
 
 
 def _blend(tile: U16, tx: int, ty: int, layer: tuple[U16, U16], lx: int, ly: int) -> None:
@@ -229,8 +219,7 @@ class _Shape:
         self.height = _even(size)
         radius = min(self.width, self.height) / (2 if circle else 5)
         alpha = _rounded_box(self.width, self.height, radius) * SHAPE_OPACITY
-        rgb = colorsys.hsv_to_rgb(seed.uniform(0, 1), seed.uniform(0.55, 0.9), 0.95)
-        colour = _yuv(rgb)
+        colour = _yuv(colorsys.hsv_to_rgb(seed.uniform(0, 1), seed.uniform(0.55, 0.9), 0.95))
         self.layer = _layer(1 - alpha, (alpha * colour[0], alpha * colour[1], alpha * colour[2]))
         self._frame = (frame_w, frame_h)
         self._path = [
@@ -265,8 +254,7 @@ class _Timecode:
             ImageDraw.Draw(cell).text((x, pad - top), char, fill=255, font=font)
             ink = np.asarray(cell, dtype=np.float64) / 255
             self._glyphs[char] = np.rint(TIMECODE_Y + (WHITE_Y - TIMECODE_Y) * ink).astype(np.uint8)
-        self._fps = fps
-        self._margin = _even(short_side * 0.04)
+        self._fps, self._margin = fps, _even(short_side * 0.04)
 
     def text(self, index: int) -> str:
         """The label of frame ``index``, e.g. `` 00:02.13 #0061 ``."""
@@ -289,7 +277,7 @@ def _text_panel(prompt: str, width: int, height: int, font: Font) -> Placed | No
     """The prompt, wrapped in white on a dark translucent box at the bottom, and its place."""
     margin = _even(min(width, height) * 0.04)
     pad = _even(font.getbbox("Ag")[3] * 0.5)
-    top, bottom = font.getbbox("Agjy|")[1], font.getbbox("Agjy|")[3]
+    _, top, _, bottom = font.getbbox("Agjy|")
     line_h = round(bottom * 1.15)
     fits = int((height * 0.45 - 2 * pad - (bottom - top)) // line_h) + 1
     panel_w = width - 2 * margin
@@ -322,8 +310,10 @@ def _wrap(text: str, font: Font, width: float, max_lines: int) -> list[str]:
             lines.append(line)
             line = ""
             words.append(word)
-        else:  # a word wider than the panel: keep the longest prefix that fits
-            cut = _longest_fit(word, font, width)
+        else:  # a word wider than the panel: keep a prefix that fits
+            cut = max(1, int(len(word) * width / font.getlength(word)))
+            while cut > 1 and font.getlength(word[:cut]) > width:
+                cut -= 1
             lines.append(word[:cut])
             words.append(word[cut:])
     if line:
@@ -334,18 +324,6 @@ def _wrap(text: str, font: Font, width: float, max_lines: int) -> list[str]:
             tail = tail[:-1]
         lines = [*lines[: max_lines - 1], tail.rstrip() + "..."]
     return lines
-
-
-def _longest_fit(word: str, font: Font, width: float) -> int:
-    """The length of ``word``'s longest prefix narrower than ``width`` (at least 1)."""
-    low, high = 1, len(word)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if font.getlength(word[:middle]) <= width:
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 def _cover(data: bytes, width: int, height: int) -> U8:
@@ -373,10 +351,8 @@ def _gradient(width: int, height: int, angle: float, start: YUV, end: YUV) -> Pl
         np.clip(plane, 0.0, 1.0, out=plane)
         plane *= end[k] - start[k]
         plane += start[k] + 0.5  # + 0.5: the cast to uint8 below then rounds
-        if k == 0:
-            plane -= BLACK_Y
-            plane *= 1 - 0.6 * (xs * xs + ys * ys)
-            plane += BLACK_Y
+        if k == 0:  # a soft vignette
+            plane = BLACK_Y + (plane - BLACK_Y) * (1 - 0.6 * (xs * xs + ys * ys))
         planes.append(plane.astype(np.uint8))
     return planes[0], planes[1], planes[2]
 

@@ -162,7 +162,11 @@ class PreviewRenderer:
         self._keys = itertools.count()
 
     async def render(self, job: RenderJob, out_path: Path, progress: ProgressFn) -> None:
-        """Render ``job`` into ``out_path`` in a child process, relaying its progress."""
+        """Render ``job`` into ``out_path`` in a child process, relaying its progress.
+
+        Raises the child's ``RenderRejected`` or ``RenderError`` as they were raised
+        there (they pickle with their message and code), or whatever ``progress`` raised.
+        """
         relay = self._relay = self._relay or _ProgressRelay(self._context)
         key = next(self._keys)
         inbox = relay.open(key)  # before the child starts, so that no value is lost
@@ -218,6 +222,8 @@ class PreviewRenderer:
             raise RenderError("the preview render process died before it finished") from exc
         finally:
             pump.cancel()
+            if result.done() and not result.cancelled():
+                result.exception()  # retrieved: asyncio logs no "never retrieved" for it
             result.cancel()  # no late outcome reaches a render that has returned
             if not future.done():
                 future.cancel()
@@ -232,16 +238,26 @@ class PreviewRenderer:
 class InstantRenderer:
     """A ``Renderer`` that writes a ready-made 1-frame 64x64 MP4 at once (no processes).
 
-    It honours the sandbox markers too, raising at once.
+    It honours the sandbox markers too, raising at once. ``delays`` (as for
+    ``PreviewRenderer``) make a render take wall time without using the CPU.
     """
 
     name = "instant"
 
+    def __init__(self, delays: Mapping[str, float] | None = None) -> None:
+        self._delays = dict(delays or {})
+
     async def render(self, job: RenderJob, out_path: Path, progress: ProgressFn) -> None:
-        """Write the tiny clip to ``out_path`` and report progress once."""
+        """Write the tiny clip to ``out_path`` and report progress once (or per tenth)."""
         failure = _sandbox_failure(job.prompt)
         if failure is not None:
             raise failure
+        delay = self._delays.get(job.model, self._delays.get("*", 0.0))
+        if delay > 0:
+            for step in range(1, 10):
+                await asyncio.sleep(delay / 10)
+                await progress(step * 10)
+            await asyncio.sleep(delay / 10)
         out_path.write_bytes(_tiny_clip())
         await progress(99)
 
@@ -303,6 +319,8 @@ async def _follow(result: asyncio.Future[None], pump: asyncio.Task[None]) -> Non
         pump.result()  # a progress callback that raised stops the wait at once
         await result
         return
+    if result.cancelled():  # by ``close``, before the render started
+        raise RenderError("the preview renderer closed before this render started")
     if not isinstance(result.exception(), BrokenProcessPool):
         await asyncio.wait((pump,), timeout=_DRAIN_SECONDS)
         if pump.done():

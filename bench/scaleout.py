@@ -1,0 +1,241 @@
+"""End-to-end tasks per second with 1, 2 and 4 worker processes on PostgreSQL.
+
+For each number of worker processes N, on a fresh database: one API process
+(``reelgate serve --workers 0``) and N ``reelgate worker`` processes with the
+instant renderer (no delay) and local file storage shared by all; ``--tasks``
+tasks are submitted as fast as ``--clients`` concurrent HTTP requests allow,
+and the clock runs from the first submission until every task is SUCCESS (read
+from the database directly, so that polling adds no load to the API). It
+prints a markdown table: tasks per second for each N and the ratio to N=1.
+
+Needs the PostgreSQL server (``--admin-url``, default
+``postgresql://postgres@127.0.0.1:5432/postgres``) to create and drop its
+databases. Run: ``.venv/bin/python bench/scaleout.py`` (``--quick``: a tiny run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+MODEL = "doubao-seedance-2-0-fast"
+SIGNING_SECRET = "bench-scaleout-signing-secret-0123456789"
+ADMIN_URL = os.environ.get(
+    "REELGATE_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One measured run."""
+
+    workers: int
+    tasks: int
+    submit_s: float
+    total_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.total_s
+
+
+@contextlib.contextmanager
+def database(admin_url: str) -> Iterator[str]:
+    """A new database with a random name on the admin URL's server; dropped afterwards."""
+    name = "reelgate_bench_" + secrets.token_hex(6)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Processes:
+    """reelgate subprocesses, each in its own process group, stopped together."""
+
+    def __init__(self, env: dict[str, str], folder: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("REELGATE_")}
+        self.env.update(env, PYTHONUNBUFFERED="1")
+        self.folder = folder
+        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, *argv: str) -> tuple[subprocess.Popen[bytes], Path]:
+        data = self.folder / name
+        data.mkdir(parents=True)
+        log = data / "log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "reelgate", *argv, "--data-dir", str(data)],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        self.running.append((proc, log))
+        return proc, log
+
+    def check(self) -> None:
+        for proc, log in self.running:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args} exited:\n{log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        for proc, _ in self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _ in self.running:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+async def wait_ready(base_url: str, procs: Processes, logs: list[Path]) -> None:
+    """Until the API answers /readyz and every worker has logged that it runs."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
+        while True:
+            procs.check()
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/readyz")).status_code == 200 and all(
+                    "concurrent renders" in log.read_text() for log in logs
+                ):
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def submit(base_url: str, key: str, tasks: int, clients: int) -> None:
+    """Create ``tasks`` tasks with ``clients`` requests in flight at a time."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {key}"}
+    numbers = iter(range(tasks))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for n in numbers:
+            response = await client.post("/v1/videos", data={"prompt": f"b{n}", "model": MODEL})
+            response.raise_for_status()
+
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+
+
+async def wait_done(url: str, tasks: int, procs: Processes) -> None:
+    """Until ``tasks`` tasks are SUCCESS; fails on any other final status."""
+    query = "SELECT status, count(*) FROM tasks GROUP BY status"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while True:
+            counts = dict(await (await conn.execute(query)).fetchall())
+            if set(counts) - {"SUBMITTED", "IN_PROGRESS", "SUCCESS"}:
+                raise RuntimeError(f"tasks ended otherwise than SUCCESS: {counts}")
+            if counts.get("SUCCESS", 0) >= tasks:
+                return
+            procs.check()
+            await asyncio.sleep(0.02)
+
+
+async def run_once(
+    admin_url: str, workers: int, tasks: int, concurrency: int, clients: int
+) -> Result:
+    """Measure ``tasks`` tasks through one API process and ``workers`` worker processes."""
+    with database(admin_url) as url, tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
+        folder = Path(tmp)
+        env = {
+            "REELGATE_DATABASE_URL": url,
+            "REELGATE_STORAGE_URL": f"file://{folder / 'blobs'}",
+            "REELGATE_SIGNING_SECRET": SIGNING_SECRET,
+            "REELGATE_RENDERER": "instant",
+            "REELGATE_LOG_LEVEL": "warning",
+        }
+        procs = Processes(env, folder)
+        port = free_port()
+        try:
+            procs.start("api", "serve", "--workers", "0", "--port", str(port))
+            base_url = f"http://127.0.0.1:{port}"
+            await wait_ready(base_url, procs, [])  # it migrates and makes the first key
+            procs.env["REELGATE_LOG_LEVEL"] = "info"  # the workers announce themselves
+            logs = [
+                procs.start(f"worker{i}", "worker", "--concurrency", str(concurrency))[1]
+                for i in range(workers)
+            ]
+            await wait_ready(base_url, procs, logs)
+            key = (folder / "api" / "first-api-key").read_text().strip()
+            started = time.perf_counter()
+            done = asyncio.create_task(wait_done(url, tasks, procs))
+            await submit(base_url, key, tasks, clients)
+            submitted = time.perf_counter() - started
+            await done
+            return Result(workers, tasks, submitted, time.perf_counter() - started)
+        finally:
+            procs.stop()
+
+
+def table(results: Sequence[Result]) -> str:
+    """The results as a markdown table, with each rate's ratio to the one-worker rate."""
+    base = next((r.rate for r in results if r.workers == 1), results[0].rate)
+    lines = [
+        "| worker processes | tasks | submitted in (s) | all SUCCESS in (s) | tasks/s | vs 1 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.workers} | {r.tasks} | {r.submit_s:.2f} | {r.total_s:.2f} "
+            f"| {r.rate:.0f} | {r.rate / base:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print the table; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts (1,2,4)")
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per run (1000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="renders per worker (8)")
+    parser.add_argument("--clients", type=int, default=32, help="requests in flight (32)")
+    parser.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL URL to create DBs")
+    parser.add_argument("--quick", action="store_true", help="a tiny run: 1,2 workers, 40 tasks")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.workers.split(",")]
+    tasks = args.tasks
+    if args.quick:
+        counts, tasks = [n for n in counts if n <= 2] or [1], 40
+    results = [
+        asyncio.run(run_once(args.admin_url, n, tasks, args.concurrency, args.clients))
+        for n in counts
+    ]
+    print(
+        f"End-to-end throughput on PostgreSQL, instant renderer, one API process; "
+        f"{os.cpu_count()} CPUs, {args.concurrency} renders per worker, "
+        f"{args.clients} requests in flight.\n"
+    )
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""#5: end-to-end tasks per second with the instant renderer, SQLite and PostgreSQL.
+
+End to end: clients create tasks over HTTP (multipart, ``--clients`` at a time) on a
+server whose embedded worker (``--workers`` concurrent tasks) claims each, renders it
+with the instant renderer, stores the clip and finishes it. The rate is the number of
+tasks over the time from the first task's creation to the last one's completion, both
+read from the database (the server's own clock).
+
+The baseline, in the same run on a fresh database of the same kind: the store
+adapter's own rate, with the same number of concurrent chains each looping
+``create_task`` → ``claim_task`` → ``finish_task`` directly (no HTTP, no worker, no
+files): the insert and the updates a task costs at the least. Target: end to end at
+least 0.3 of the store's rate.
+
+Run alone: ``python -m bench.throughput [--quick] [--tasks N] [--backends sqlite]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import forms, options
+from bench.report import Row, failed_row
+from bench.seed import query, submitted_task
+from bench.servers import create_key, running_server, temporary_database
+from reelgate.domain.status import Status
+from reelgate.services.tasks import output_key
+from reelgate.store import open_store
+
+TASKS, QUICK_TASKS = 1000, 30
+BACKENDS = ("sqlite", "postgresql")
+TARGET = "≥ 0.3x store rate"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's own options."""
+    parser.add_argument("--tasks", type=int, default=None, help=f"tasks per run [{TASKS}]")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent creates")
+    parser.add_argument("--workers", type=int, default=4, help="the worker's concurrency")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
+
+
+def measure(args: argparse.Namespace) -> list[Row]:
+    """The store's rate and the end-to-end rate, for each backend."""
+    count = args.tasks or (QUICK_TASKS if args.quick else TASKS)
+    rows = []
+    for backend in args.backends.split(","):
+        path = f"end to end, instant renderer, {backend}"
+        try:
+            rows.append(_measure(args, backend, count, path))
+        except (RuntimeError, OSError, psycopg.Error) as exc:
+            rows.append(failed_row(f"5 {backend}", path, TARGET, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def _measure(args: argparse.Namespace, backend: str, count: int, path: str) -> Row:
+    with options.workdir() as work:
+        with _database(backend, work / "store") as (url, _):
+            store_rate = asyncio.run(_store_rate(url, count, args.clients))
+        data = work / "data"
+        with _database(backend, data) as (url, count_done):
+            key = create_key(data, url)
+            settings = {
+                "REELGATE_RENDERER": "instant",
+                "REELGATE_WORKERS": str(args.workers),
+                "REELGATE_DATABASE_URL": url,
+            }
+            with running_server(data, settings) as server:
+                with options.profiled(args, server.pid, f"throughput-{backend}"):
+                    asyncio.run(_create_all(server.url, key, count, args.clients))
+                    _wait(lambda: count_done()[0] >= count, timeout=max(60, count / 10))
+                done, first, last = count_done()
+    rate = done / (last - first)
+    ratio = rate / store_rate
+    detail = (
+        f"{backend}: {count:,} tasks, {args.clients} clients creating over HTTP, worker "
+        f"concurrency {args.workers}: {rate:,.0f} tasks/s ({last - first:.2f} s from the "
+        f"first create to the last finish); the store adapter alone, {args.clients} chains "
+        f"of create → claim → finish: {store_rate:,.0f} tasks/s."
+    )
+    return Row(
+        f"5 {backend}",
+        path,
+        f"{rate:,.0f} tasks/s",
+        f"{store_rate:,.0f} tasks/s (store)",
+        ratio,
+        TARGET,
+        ratio >= 0.3,
+        detail,
+        {"rate": rate, "store_rate": store_rate},
+    )
+
+
+Progress = Callable[[], tuple[int, float, float]]
+
+
+@contextmanager
+def _database(backend: str, folder: Path) -> Iterator[tuple[str, Progress]]:
+    """A fresh database: its URL, and a reader of (tasks finished, first create, last end)."""
+    statement = "SELECT count(*), min(created_at), max(completed_at) FROM tasks "
+    statement += "WHERE status = 'SUCCESS'"
+    if backend == "sqlite":
+        folder.mkdir(parents=True, exist_ok=True)
+        db = folder / "reelgate.db"
+        yield f"sqlite:///{db}", lambda: _progress(query(db, statement)[0])
+        return
+    if backend != "postgresql":
+        raise RuntimeError(f"unknown backend {backend!r}")
+    with temporary_database() as url:
+
+        def progress() -> tuple[int, float, float]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                return _progress(conn.execute(statement).fetchone())
+
+        yield url, progress
+
+
+def _progress(row: Any) -> tuple[int, float, float]:
+    count, first, last = row
+    return int(count), float(first or 0), float(last or 0)
+
+
+async def _store_rate(url: str, count: int, chains: int) -> float:
+    """Tasks per second of ``chains`` concurrent create → claim → finish loops."""
+    store = open_store(url)
+    await store.migrate()
+    todo = iter(range(count))
+
+    async def chain(worker: str) -> None:
+        for _ in todo:
+            await store.create_task(submitted_task(time.time()))
+            claimed = None
+            while claimed is None:  # PostgreSQL's SKIP LOCKED may pass over a row held now
+                claimed = await store.claim_task(
+                    worker=worker, now=time.time(), lease_seconds=30, max_attempts=3
+                )
+            await store.finish_task(
+                claimed.id,
+                worker=worker,
+                now=time.time(),
+                status=Status.SUCCESS,
+                output_key=output_key(claimed.id),
+            )
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(chain(f"bench-{n}") for n in range(chains)))
+        return count / (time.perf_counter() - start)
+    finally:
+        await store.close()
+
+
+async def _create_all(base_url: str, key: str, count: int, clients: int) -> None:
+    todo = iter(range(count))
+    async with forms.client(base_url, key, connections=clients) as client:
+
+        async def creator() -> None:
+            for _ in todo:
+                await forms.create(client, forms.fields())
+
+        await asyncio.gather(*(creator() for _ in range(clients)))
+
+
+def _wait(done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the tasks did not all finish in {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    """Run #5 and report it."""
+    options.main(__doc__, measure, add_arguments)
+
+
+if __name__ == "__main__":
+    main()

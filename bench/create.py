@@ -44,7 +44,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
         }
         with running_server(data, {"REELGATE_WORKERS": "0"}) as server:
             _check(server.url, headers, body)
-            alternate(generator, server.url, loads, 1, 1)  # warm-up
+            options.warm_up(args, generator, server.url, loads)
             with options.profiled(args, server.pid, "create"):
                 runs = alternate(generator, server.url, loads, seconds, rounds)
         stored = query(db, "SELECT count(*) FROM tasks")[0][0]

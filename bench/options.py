@@ -4,27 +4,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from bench.load import LoadGenerator, pick_tool
+from bench.load import Load, LoadGenerator, pick_tool
 from bench.report import Row, print_rows, write_rows
 
 QUICK_SECONDS = 1
 FULL_SECONDS = 10
 
 
-def parser(doc: str | None) -> argparse.ArgumentParser:
-    """A parser with the shared options; a benchmark adds its own knobs."""
-    result = argparse.ArgumentParser(
-        description=(doc or "").split("\n\n", 1)[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def parser(
+    doc: str | None, *, prog: str | None = None, rows: bool = True
+) -> argparse.ArgumentParser:
+    """A parser with the shared options; a benchmark adds its own knobs.
+
+    ``rows``: offer ``--json`` (a benchmark's rows); the runner writes a report instead.
+    """
+    if prog is None:
+        prog = f"python -m bench.{Path(sys.argv[0]).stem}"
+    result = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n", 1)[0])
     result.add_argument(
         "--quick", action="store_true", help="a tiny workload, seconds long (the smoke tests)"
     )
@@ -41,14 +46,18 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
         help="alternating runs of figure and baseline; the best of each counts "
         "[default 2, quick 1]",
     )
-    result.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    result.add_argument(
+        "--connections", type=int, default=16, help="open connections of the load [16]"
+    )
     result.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="auto: wrk (installed if missing; quick mode falls back to python instead)",
+        help="auto (the default): wrk, installed if missing; in quick mode a missing wrk "
+        "means the Python fallback instead",
     )
-    result.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
+    if rows:
+        result.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
     result.add_argument(
         "--profile",
         type=Path,
@@ -66,6 +75,15 @@ def seconds(args: argparse.Namespace) -> int:
 def rounds(args: argparse.Namespace) -> int:
     """How many alternating rounds of figure and baseline."""
     return int(args.rounds or (1 if args.quick else 2))
+
+
+def warm_up(
+    args: argparse.Namespace, generator: LoadGenerator, base_url: str, loads: Mapping[str, Load]
+) -> None:
+    """A second of each load before measuring (none in quick mode): caches, code paths."""
+    if not args.quick:
+        for load in loads.values():
+            generator.run(base_url, load, 1).check("warm-up")
 
 
 def load_generator(args: argparse.Namespace, workdir: Path) -> LoadGenerator:
@@ -91,6 +109,10 @@ def profiled(args: argparse.Namespace, pid: int, name: str) -> Iterator[None]:
     args.profile.mkdir(parents=True, exist_ok=True)
     out = args.profile / f"{name}.svg"
     command = [py_spy, "record", "--pid", str(pid), "--output", str(out), "--rate", "250"]
+    if os.environ.get("BENCH_PROFILE_FORMAT"):  # e.g. raw: collapsed stacks, for scripts
+        out = out.with_suffix(".txt")
+        command[5] = str(out)
+        command += ["--format", os.environ["BENCH_PROFILE_FORMAT"]]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield

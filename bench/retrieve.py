@@ -56,7 +56,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
         baseline = Load("GET", [f"/bench/videos/{i}" for i in ids])
         with running_server(data) as server:
             sizes = _body_sizes(server.url, ids[0], key)
-            alternate(generator, server.url, {"warm-up": baseline, "warm": retrieve}, 1, 1)
+            options.warm_up(args, generator, server.url, {"b": baseline, "r": retrieve})
             with options.profiled(args, server.pid, "retrieve-idle"):
                 runs = alternate(
                     generator,

@@ -155,13 +155,22 @@ def _spawn(
 
 
 def spawn_api(
-    data_dir: Path, settings: Mapping[str, str], *, name: str = "api", port: int | None = None
+    data_dir: Path,
+    settings: Mapping[str, str],
+    *,
+    name: str = "api",
+    port: int | None = None,
+    workers: int = 0,
 ) -> Api:
-    """Start ``reelgate serve --workers 0`` on a free port; does not wait (see ``ready``)."""
+    """Start ``reelgate serve`` (API only unless ``workers``) on ``port`` or a free one.
+
+    Does not wait (see ``ready``). The log is appended to, so that a process
+    started again on the same folder keeps one log.
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / f"{name}.log"
-    argv = ["serve", "--workers", "0", "--port", str(port), "--data-dir", str(data_dir)]
+    argv = ["serve", "--workers", str(workers), "--port", str(port), "--data-dir", str(data_dir)]
     popen = _spawn(name, argv, settings, log)
     return Api(name, popen, log, f"http://127.0.0.1:{port}", data_dir)
 

@@ -61,6 +61,10 @@ def test_kill_9_mid_render_loses_nothing(tmp_path: Path) -> None:
     server = start(tmp_path, port, log)
     try:
         key = (tmp_path / "first-api-key").read_text().strip()
+        printed = log.read_text()
+        assert f"reelgate is serving at {base}" in printed
+        assert f"API key (shown once, also kept in {tmp_path / 'first-api-key'}): {key}" in printed
+        assert "PREVIEW renderer (CPU, offline) serves" in printed
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10)
         ids = []
         for i in range(4):

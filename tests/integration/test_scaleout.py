@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,7 @@ SIGNING_SECRET = "scale-out-test-signing-secret-0123456789"
 BUCKET = "reelgate-scaleout"
 PREFIX = "media"
 ORDER = {"SUBMITTED": 0, "IN_PROGRESS": 1, "SUCCESS": 2}
+EVENTS = "SELECT detail FROM task_events WHERE task_id = %s ORDER BY seq"
 
 
 @pytest.fixture
@@ -108,7 +110,11 @@ class Sampler:
     def run(self) -> None:
         while not self.stop.is_set():
             for task_id in list(self.ids):
-                response = self.client.get(f"/v1/videos/{task_id}")
+                try:
+                    response = self.client.get(f"/v1/videos/{task_id}")
+                except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: client closed
+                    self.errors.append(repr(exc))
+                    return
                 if response.status_code != 200:
                     self.errors.append(response.text)
                     continue
@@ -166,10 +172,11 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
         client = httpx.Client(base_url=api.base_url, headers=headers, timeout=30)
         sampler = Sampler(client)
         poller = threading.Thread(target=sampler.run, daemon=True)
+        poller.start()
         with ThreadPoolExecutor(8) as pool:
             submitted = [pool.submit(create, client, n) for n in range(tasks)]
-            sampler.ids = [submitted[n].result() for n in range(0, 60, 3)]
-            poller.start()
+            for future in submitted[::10]:  # follow every tenth task from its creation on
+                future.add_done_callback(lambda done: sampler.ids.append(done.result()))
 
             def victim_busy() -> bool:
                 done = statuses(pg_url)["SUCCESS"]
@@ -178,7 +185,6 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
 
             wait_until(victim_busy, timeout=30, what="a quarter done, the victim busy")
             victim.kill()
-            killed_at = time.monotonic()
             ids = [future.result() for future in submitted]
 
         # Its leases are still valid for a while (lease 2 s, heartbeats every 0.67 s): nobody
@@ -196,8 +202,11 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
         uploaded_before = {
             task_id: len(versions(s3, f"{PREFIX}/videos/{task_id}.mp4")) for task_id in orphans
         }
-        assert time.monotonic() - killed_at < 1.2, "checked too late: leases may have expired"
         assert orphans, "the victim held no task when it died"
+        assert max(uploaded_before.values()) <= 1, uploaded_before
+        held = "SELECT count(*) FROM tasks WHERE id = ANY(%s) AND lease_owner = %s"
+        still_held = rows(pg_url, held, orphans, victim.id)[0][0]
+        assert still_held == len(orphans), "checked too late: its leases expired meanwhile"
 
         def all_done() -> bool:
             counts = statuses(pg_url)
@@ -248,11 +257,11 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
             assert download.content == stored["Body"].read()
             assert download.content[4:8] == b"ftyp"
         client.close()
-        for proc in procs:
-            proc.stop(timeout=10)
-
-
-EVENTS = "SELECT detail FROM task_events WHERE task_id = %s ORDER BY seq"
+        print(
+            f"kill -9: {len(orphans)} tasks orphaned, {sum(uploaded_before.values())} of them "
+            f"uploaded before the kill, max attempts {max(attempts.values())}, "
+            f"{len(sampler.ids)} tasks sampled {sum(map(len, sampler.seen.values()))} times"
+        )
 
 
 def versions(s3: Any, key: str) -> list[dict[str, Any]]:
@@ -341,40 +350,52 @@ def test_postgres_outage_answers_503_and_loses_nothing(tmp_path: Path, procs: li
         load = Load(client)
         loader = threading.Thread(target=load.run, daemon=True)
         loader.start()
-        wait_until(lambda: statuses(url)["SUCCESS"] >= 5, timeout=20, what="renders under way")
-
-        pg.stop("fast")
-        down_at = time.monotonic()
         try:
-            time.sleep(0.5)
-            with ThreadPoolExecutor(4) as pool:  # at once: each may wait for the pool's timeout
-                health, *unavailable = pool.map(
-                    timed,
-                    [
-                        lambda: client.get("/healthz"),
-                        lambda: client.get("/readyz"),
-                        lambda: client.post("/v1/videos", data={"prompt": "x", "model": MODEL}),
-                        lambda: client.get(f"/v1/videos/{load.created[0]}"),
-                    ],
-                )
-            time.sleep(max(0.0, down_at + 5 - time.monotonic()))  # away for 5 s at least
+            wait_until(lambda: statuses(url)["SUCCESS"] >= 5, timeout=20, what="renders under way")
+            pg.stop("fast")
+            down_at = time.monotonic()
+            try:
+                time.sleep(0.5)
+                with ThreadPoolExecutor(4) as pool:  # at once: each may wait for a connection
+                    health, *unavailable = pool.map(
+                        timed,
+                        [
+                            lambda: client.get("/healthz"),
+                            lambda: client.get("/readyz"),
+                            lambda: client.post("/v1/videos", data={"prompt": "x", "model": MODEL}),
+                            lambda: client.get(f"/v1/videos/{load.created[0]}"),
+                        ],
+                    )
+                time.sleep(max(0.0, down_at + 5 - time.monotonic()))  # away for 5 s at least
+            finally:
+                pg.start()  # and wait until it answers
+            up_at = time.monotonic()
+
+            def created_again() -> bool:
+                return any(t > up_at and m == "POST" and s == 200 for t, m, s, *_ in load.answers)
+
+            wait_until(created_again, timeout=20, what="a create to succeed after the outage")
+            recovered_in = time.monotonic() - up_at
+            time.sleep(1)
         finally:
-            pg.start()  # waits until it answers
-        up_at = time.monotonic()
+            load.stop.set()
+            loader.join(timeout=60)
+
+        # While it was away: /healthz 200 at once; the rest 503 in the envelope.
         assert health[0].status_code == 200 and health[1] < 1, health
         for response, _ in unavailable:
             envelope_503(response)
-        probes = [took for _, took in [health, *unavailable]]
+        assert not load.failures, load.failures[:3]
+        during = [a for a in load.answers if a[0] < up_at and a[0] + a[4] > down_at]
+        assert any(a[2] == 503 for a in during), "the load saw no 503 during the outage"
+        wrong = [
+            a for a in load.answers if a[2] != 200 and (a[2], a[3]) != (503, "service_unavailable")
+        ]
+        assert not wrong, wrong[:5]
+        slowest = max([took for *_, took in load.answers] + [t for _, t in [health, *unavailable]])
+        assert slowest < 10, f"an answer took {slowest:.1f}s"
 
-        def created_again() -> bool:
-            return any(t > up_at and m == "POST" and s == 200 for t, m, s, _, _ in load.answers)
-
-        wait_until(created_again, timeout=20, what="a create to succeed after the outage")
-        recovered_in = time.monotonic() - up_at
-        time.sleep(1)
-        load.stop.set()
-        loader.join(timeout=60)
-
+        # Once it is back: every acknowledged task succeeds, and new ones too.
         def all_done() -> bool:
             counts = statuses(url)
             return counts["SUCCESS"] == sum(counts.values())
@@ -387,21 +408,15 @@ def test_postgres_outage_answers_503_and_loses_nothing(tmp_path: Path, procs: li
             lambda: status_of(url, last) == "SUCCESS", timeout=20, what="a task made afterwards"
         )
         client.close()
-
-        assert not load.failures, load.failures[:3]
-        during = [a for a in load.answers if down_at - 1 < a[0] < up_at]
-        assert any(a[2] == 503 for a in during), "the load saw no 503 during the outage"
-        wrong = [
-            a for a in load.answers if a[2] != 200 and (a[2], a[3]) != (503, "service_unavailable")
-        ]
-        assert not wrong, wrong[:5]
-        slowest = max([took for *_, took in load.answers] + probes)
-        assert slowest < 10, f"an answer took {slowest:.1f}s"
-        assert recovered_in < 15, recovered_in
+        assert api.alive() and worker.alive(), logs(api, worker)
+        retried = rows(url, "SELECT count(*) FROM tasks WHERE attempts > 1")[0][0]
+        assert worker.stop(timeout=10) == 0, worker.output()
+        # uvicorn re-raises SIGTERM once it has shut down gracefully
+        assert api.stop(timeout=10) in (0, -signal.SIGTERM), api.output()
         print(
             f"outage: {up_at - down_at:.1f}s, slowest answer {slowest:.2f}s, "
             f"creates work again {recovered_in:.2f}s after the restart, "
-            f"{len(load.created)} tasks created"
+            f"{len(load.created)} tasks created, {retried} rendered again"
         )
 
 
@@ -436,7 +451,7 @@ def test_sigterm_hands_a_long_render_back_at_once(
     wait_until(lambda: rows(pg_url, listening)[0][0] >= 2, timeout=20, what="two listeners")
 
     signalled = time.monotonic()
-    slow.send(15)  # SIGTERM
+    slow.send(signal.SIGTERM)
     status = slow.popen.wait(timeout=20)
     exited_in = time.monotonic() - signalled
     wait_until(lambda: owner() in (fast.id, None), timeout=10, what="the fast worker to take it")

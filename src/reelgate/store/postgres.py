@@ -198,22 +198,10 @@ class PostgresStore:
     async def heartbeat(
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
     ) -> Task:
-        params = {
-            "id": task_id,
-            "worker": worker,
-            "now": now,
-            "lease_until": now + lease_seconds,
-            "progress": progress,
-        }
-
-        async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
-            await cur.execute(_Q["heartbeat"], params)
-            row = await cur.fetchone()
-            if row is None:
-                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
-            return sql.task_from_row(row)
-
-        return await self._tx(run)
+        params = sql.lease_params(
+            task_id, worker, now, lease_until=now + lease_seconds, progress=progress
+        )
+        return await self._leased(_Q["heartbeat"], params, record=False)
 
     async def finish_task(
         self,
@@ -226,38 +214,32 @@ class PostgresStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> Task:
-        params = {
-            "id": task_id,
-            "worker": worker,
-            "now": now,
-            "status": status.value,
-            "output_key": output_key,
-            "error_code": error_code,
-            "error_message": error_message,
-        }
-
-        async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
-            await cur.execute(_Q["finish"], params)
-            row = await cur.fetchone()
-            if row is None:
-                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
-            task = sql.task_from_row(row)
-            await cur.execute(_Q["insert_event"], sql.event_params(task, error_code))
-            return task
-
-        return await self._tx(run)
+        params = sql.lease_params(
+            task_id, worker, now, status=status.value, output_key=output_key,
+            error_code=error_code, error_message=error_message,
+        )  # fmt: skip
+        return await self._leased(_Q["finish"], params, detail=error_code)
 
     async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
-        params = {"id": task_id, "worker": worker, "now": now}
+        params = sql.lease_params(task_id, worker, now)
+        return await self._leased(_Q["release"], params, detail="released", notify=True)
+
+    async def _leased(
+        self, statement: str, params: dict[str, Any], *, detail: str | None = None,
+        record: bool = True, notify: bool = False,
+    ) -> Task:  # fmt: skip
+        """Run a conditional update on a leased task; ``LeaseLost`` when it matched nothing."""
 
         async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
-            await cur.execute(_Q["release"], params)
+            await cur.execute(statement, params)
             row = await cur.fetchone()
             if row is None:
-                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+                raise LeaseLost(f"worker {params['worker']} no longer holds task {params['id']}")
             task = sql.task_from_row(row)
-            await cur.execute(_Q["insert_event"], sql.event_params(task, "released"))
-            await cur.execute(_NOTIFY)
+            if record:
+                await cur.execute(_Q["insert_event"], sql.event_params(task, detail))
+            if notify:  # the task is claimable again: wake a worker
+                await cur.execute(_NOTIFY)
             return task
 
         return await self._tx(run)

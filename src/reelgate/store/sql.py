@@ -138,6 +138,11 @@ def task_params(task: Task) -> dict[str, Any]:
     }
 
 
+def lease_params(task_id: str, worker: str, now: float, **extra: object) -> dict[str, Any]:
+    """The named parameters of a statement on a task that ``worker`` leases."""
+    return {"id": task_id, "worker": worker, "now": now, **extra}
+
+
 def event_params(task: Task, detail: str | None = None) -> dict[str, Any]:
     """The named parameters of ``INSERT_EVENT`` recording ``task``'s current state."""
     return {

@@ -30,6 +30,7 @@ _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT 1"""
 
 
+_HEARTBEAT = sql.HEARTBEAT.format(greatest="MAX")
 _RECORD_MIGRATION = (
     "INSERT INTO schema_migrations VALUES (?, (julianday('now') - 2440587.5) * 86400.0)"
 )
@@ -165,22 +166,10 @@ class SqliteStore:
     async def heartbeat(
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
     ) -> Task:
-        params = {
-            "id": task_id,
-            "worker": worker,
-            "now": now,
-            "lease_until": now + lease_seconds,
-            "progress": progress,
-        }
-        statement = sql.HEARTBEAT.format(greatest="MAX")
-
-        def run(conn: sqlite3.Connection) -> Task:
-            row = conn.execute(statement, params).fetchone()
-            if row is None:
-                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
-            return sql.task_from_row(row)
-
-        return await self._write(run)
+        params = sql.lease_params(
+            task_id, worker, now, lease_until=now + lease_seconds, progress=progress
+        )
+        return await self._leased(_HEARTBEAT, params, record=False)
 
     async def finish_task(
         self,
@@ -193,35 +182,29 @@ class SqliteStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> Task:
-        params = {
-            "id": task_id,
-            "worker": worker,
-            "now": now,
-            "status": status.value,
-            "output_key": output_key,
-            "error_code": error_code,
-            "error_message": error_message,
-        }
-
-        def run(conn: sqlite3.Connection) -> Task:
-            row = conn.execute(sql.FINISH, params).fetchone()
-            if row is None:
-                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
-            task = sql.task_from_row(row)
-            conn.execute(sql.INSERT_EVENT, sql.event_params(task, error_code))
-            return task
-
-        return await self._write(run)
+        params = sql.lease_params(
+            task_id, worker, now, status=status.value, output_key=output_key,
+            error_code=error_code, error_message=error_message,
+        )  # fmt: skip
+        return await self._leased(sql.FINISH, params, detail=error_code)
 
     async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
-        params = {"id": task_id, "worker": worker, "now": now}
+        params = sql.lease_params(task_id, worker, now)
+        return await self._leased(sql.RELEASE, params, detail="released")
+
+    async def _leased(
+        self, statement: str, params: dict[str, Any], *, detail: str | None = None,
+        record: bool = True,
+    ) -> Task:  # fmt: skip
+        """Run a conditional update on a leased task; ``LeaseLost`` when it matched nothing."""
 
         def run(conn: sqlite3.Connection) -> Task:
-            row = conn.execute(sql.RELEASE, params).fetchone()
+            row = conn.execute(statement, params).fetchone()
             if row is None:
-                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+                raise LeaseLost(f"worker {params['worker']} no longer holds task {params['id']}")
             task = sql.task_from_row(row)
-            conn.execute(sql.INSERT_EVENT, sql.event_params(task, "released"))
+            if record:
+                conn.execute(sql.INSERT_EVENT, sql.event_params(task, detail))
             return task
 
         return await self._write(run)

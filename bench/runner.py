@@ -1,0 +1,113 @@
+"""``bench/run``: every benchmark, one after the other, into ``bench/RESULTS.md``.
+
+Each benchmark runs as its own process (``python -m bench.<module> --json …``), so
+that one that fails or pins itself to a core touches no other; its rows are gathered
+into one table with the date, the machine and the command. The shared options
+(``--quick``, ``--seconds``, ``--rounds``, ``--connections``, ``--loadgen``,
+``--profile``) pass through to every benchmark. Exits 1 when a benchmark could not
+run to the end (a missed target is a result, not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import load, options
+from bench.report import Row, failed_row, machine, read_rows, render_markdown, write_rows
+from bench.servers import postgres_version
+
+ROOT = Path(__file__).resolve().parent.parent
+# module, the rows it writes (for a failure), what it measures
+BENCHMARKS = {
+    "retrieve": ("1, 2", "retrieve, idle and while rendering"),
+    "create": ("3", "multipart creates"),
+    "dispatch": ("4", "dispatch latency"),
+    "throughput": ("5", "end-to-end tasks/s"),
+    "render": ("6", "the preview renderer"),
+    "memory": ("7", "server RSS"),
+}
+MODULE_TIMEOUT = 600
+
+
+def main() -> None:
+    """Run the benchmarks the options choose and write the results."""
+    parser = options.parser(__doc__, prog="bench/run", rows=False)
+    parser.add_argument(
+        "--only", default=",".join(BENCHMARKS), help="comma-separated modules to run [all]"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "bench" / "RESULTS.md",
+        help="where to write the report [bench/RESULTS.md]",
+    )
+    args = parser.parse_args()
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    tool = load.pick_tool(args.loadgen, quick=args.quick)  # install wrk once, here
+    started = time.perf_counter()
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info = machine()
+    try:
+        info["postgresql"] = postgres_version()
+    except Exception as exc:  # only a line of the report
+        info["postgresql"] = f"not reachable ({type(exc).__name__})"
+    info["scratch folder"] = tempfile.gettempdir()
+    rows: list[Row] = []
+    crashed = []
+    with tempfile.TemporaryDirectory(prefix="reelgate-bench-run-") as folder:
+        for name in chosen:
+            result = Path(folder) / f"{name}.json"
+            print(f"bench: {name} ({BENCHMARKS[name][1]})", file=sys.stderr, flush=True)
+            command = [sys.executable, "-m", f"bench.{name}", "--json", str(result)]
+            command += ["--loadgen", tool, *_passed_on(args)]
+            try:
+                done = subprocess.run(command, cwd=ROOT, timeout=MODULE_TIMEOUT, check=False)
+                failure = None if done.returncode == 0 else f"exit status {done.returncode}"
+            except subprocess.TimeoutExpired:
+                failure = f"no result in {MODULE_TIMEOUT} s"
+            if failure is None and result.is_file():
+                rows += read_rows(result)
+            else:
+                crashed.append(name)
+                number, what = BENCHMARKS[name]
+                reason = f"`python -m bench.{name}` failed ({failure}); see its output above"
+                rows.append(failed_row(number, what, "—", reason))
+    seconds = time.perf_counter() - started
+    command = " ".join(["bench/run", *sys.argv[1:]])
+    args.output.write_text(
+        render_markdown(rows, date=date, command=command, machine_info=info, seconds=seconds)
+    )
+    out = ROOT / "bench" / "out"
+    out.mkdir(exist_ok=True)
+    write_rows(out / "results.json", rows)
+    print(f"bench: wrote {args.output} in {seconds:.0f} s", file=sys.stderr)
+    if crashed:
+        print(f"bench: failed to run: {', '.join(crashed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _passed_on(args: argparse.Namespace) -> list[str]:
+    """The shared options given to ``bench/run``, for each benchmark."""
+    passed = ["--connections", str(args.connections)]
+    if args.quick:
+        passed.append("--quick")
+    if args.seconds is not None:
+        passed += ["--seconds", str(args.seconds)]
+    if args.rounds is not None:
+        passed += ["--rounds", str(args.rounds)]
+    if args.profile is not None:
+        passed += ["--profile", str(args.profile.resolve())]
+    return passed
+
+
+if __name__ == "__main__":
+    main()

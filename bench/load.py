@@ -81,21 +81,31 @@ class LoadGenerator:
 
     def run(self, base_url: str, load: Load, seconds: int) -> LoadResult:
         """Send ``load`` to ``base_url`` for ``seconds`` (at least 1) and measure it."""
+        paths_file, body_file = self._files(load)
+        seconds = max(1, seconds)
+        if self.tool == "wrk":
+            script = paths_file.with_name("load.lua")
+            script.write_text(lua_script(load, paths_file, body_file))
+            return self._wrk(base_url, script, seconds)
+        return self._pyload(base_url, load, paths_file, body_file, {"seconds": seconds})
+
+    def send(self, base_url: str, load: Load, count: int) -> LoadResult:
+        """Send ``count`` requests of ``load`` (with ``bench.pyload``: wrk cannot count)."""
+        paths_file, body_file = self._files(load)
+        return self._pyload(base_url, load, paths_file, body_file, {"count": count})
+
+    def _files(self, load: Load) -> tuple[Path, Path | None]:
+        """Write the paths (and the body) of ``load`` into a new folder."""
         self._runs += 1
         folder = self.workdir / f"load-{self._runs}"
         folder.mkdir(parents=True, exist_ok=True)
         paths_file = folder / "paths.txt"
         paths_file.write_text("\n".join(load.paths) + "\n")
-        body_file = None
-        if load.body:
-            body_file = folder / "body.bin"
-            body_file.write_bytes(load.body)
-        seconds = max(1, seconds)
-        if self.tool == "wrk":
-            script = folder / "load.lua"
-            script.write_text(lua_script(load, paths_file, body_file))
-            return self._wrk(base_url, script, seconds)
-        return self._python(base_url, load, paths_file, body_file, seconds)
+        if not load.body:
+            return paths_file, None
+        body_file = folder / "body.bin"
+        body_file.write_bytes(load.body)
+        return paths_file, body_file
 
     def _wrk(self, base_url: str, script: Path, seconds: int) -> LoadResult:
         command = ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{seconds}s"]
@@ -105,8 +115,13 @@ class LoadGenerator:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
         return parse_wrk(done.stdout)
 
-    def _python(
-        self, base_url: str, load: Load, paths_file: Path, body_file: Path | None, seconds: int
+    def _pyload(
+        self,
+        base_url: str,
+        load: Load,
+        paths_file: Path,
+        body_file: Path | None,
+        budget: Mapping[str, int],
     ) -> LoadResult:
         config = {
             "url": base_url,
@@ -114,8 +129,8 @@ class LoadGenerator:
             "paths_file": str(paths_file),
             "headers": dict(load.headers),
             "body_file": None if body_file is None else str(body_file),
-            "seconds": seconds,
             "connections": self.connections,
+            **budget,
         }
         command = [sys.executable, "-m", "bench.pyload", json.dumps(config)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -4,6 +4,9 @@ Used only when ``wrk`` is missing in quick mode (the smoke tests on a clean mach
 so that every benchmark still runs end to end. It is no match for wrk: on a small
 machine it is itself the bottleneck, so its figures are not comparable.
 
+It also drives #5, whose creates must come from a client that is not the bottleneck:
+with ``count`` in the config it sends that many requests in all, then stops.
+
 Run as ``python -m bench.pyload CONFIG_JSON``; prints the fields of ``LoadResult``
 (without ``tool``) as JSON.
 """
@@ -20,14 +23,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
+class _Budget:
+    """Until when, or how many more, requests may start."""
+
+    def __init__(self, seconds: float | None, count: int | None) -> None:
+        self._until = time.perf_counter() + seconds if seconds is not None else float("inf")
+        self._left = count if count is not None else -1
+
+    def take(self) -> bool:
+        if self._left == 0 or time.perf_counter() >= self._until:
+            return False
+        self._left -= 1
+        return True
+
+
 async def _connection(
-    host: str, port: int, requests: list[bytes], until: float, latencies: list[float]
+    host: str, port: int, requests: list[bytes], budget: _Budget, latencies: list[float]
 ) -> int:
-    """Send requests on one connection until ``until``; return how many failed."""
+    """Send requests on one connection while ``budget`` allows; return how many failed."""
     errors = 0
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        while time.perf_counter() < until:
+        while budget.take():
             start = time.perf_counter()
             writer.write(random.choice(requests))
             await writer.drain()
@@ -67,9 +84,10 @@ async def _run(config: dict[str, Any]) -> dict[str, Any]:
     requests = _requests(config, f"{host}:{port}")
     latencies: list[float] = []
     start = time.perf_counter()
-    until = start + float(config["seconds"])
+    budget = _Budget(config.get("seconds"), config.get("count"))
+    connections = range(config["connections"])
     errors = await asyncio.gather(
-        *(_connection(host, port, requests, until, latencies) for _ in range(config["connections"]))
+        *(_connection(host, port, requests, budget, latencies) for _ in connections)
     )
     seconds = time.perf_counter() - start
     latencies.sort()

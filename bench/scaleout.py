@@ -48,10 +48,15 @@ class Result:
     tasks: int
     submit_s: float
     total_s: float
+    drain_s: float | None = None  # the same number of tasks, queued before the workers look
 
     @property
     def rate(self) -> float:
         return self.tasks / self.total_s
+
+    @property
+    def drain_rate(self) -> float | None:
+        return None if self.drain_s is None else self.tasks / self.drain_s
 
 
 @contextlib.contextmanager
@@ -98,10 +103,16 @@ class Processes:
         self.running.append((proc, log))
         return proc, log
 
+    def signal(self, sig: int, names: Sequence[str]) -> None:
+        """Send ``sig`` to the processes started under ``names``."""
+        for proc, log in self.running:
+            if log.parent.name in names:
+                os.killpg(proc.pid, sig)
+
     def check(self) -> None:
         for proc, log in self.running:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"{proc.args!r} exited:\n{log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         for proc, _ in self.running:
@@ -150,7 +161,7 @@ async def wait_done(url: str, tasks: int, procs: Processes) -> None:
     query = "SELECT status, count(*) FROM tasks GROUP BY status"
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while True:
-            counts = dict(await (await conn.execute(query)).fetchall())
+            counts: dict[str, int] = dict(await (await conn.execute(query)).fetchall())
             if set(counts) - {"SUBMITTED", "IN_PROGRESS", "SUCCESS"}:
                 raise RuntimeError(f"tasks ended otherwise than SUCCESS: {counts}")
             if counts.get("SUCCESS", 0) >= tasks:
@@ -160,9 +171,14 @@ async def wait_done(url: str, tasks: int, procs: Processes) -> None:
 
 
 async def run_once(
-    admin_url: str, workers: int, tasks: int, concurrency: int, clients: int
+    admin_url: str, workers: int, tasks: int, concurrency: int, clients: int, drain: bool
 ) -> Result:
-    """Measure ``tasks`` tasks through one API process and ``workers`` worker processes."""
+    """Measure ``tasks`` tasks through one API process and ``workers`` worker processes.
+
+    With ``drain``, then also how fast the workers empty a queue of ``tasks`` more
+    tasks, submitted while they are stopped (SIGSTOP) and released at once (SIGCONT):
+    the worker side's throughput without the API's.
+    """
     with database(admin_url) as url, tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
         folder = Path(tmp)
         env = {
@@ -179,9 +195,9 @@ async def run_once(
             base_url = f"http://127.0.0.1:{port}"
             await wait_ready(base_url, procs, [])  # it migrates and makes the first key
             procs.env["REELGATE_LOG_LEVEL"] = "info"  # the workers announce themselves
+            names = [f"worker{i}" for i in range(workers)]
             logs = [
-                procs.start(f"worker{i}", "worker", "--concurrency", str(concurrency))[1]
-                for i in range(workers)
+                procs.start(name, "worker", "--concurrency", str(concurrency))[1] for name in names
             ]
             await wait_ready(base_url, procs, logs)
             key = (folder / "api" / "first-api-key").read_text().strip()
@@ -190,23 +206,39 @@ async def run_once(
             await submit(base_url, key, tasks, clients)
             submitted = time.perf_counter() - started
             await done
-            return Result(workers, tasks, submitted, time.perf_counter() - started)
+            total = time.perf_counter() - started
+            if not drain:
+                return Result(workers, tasks, submitted, total)
+            procs.signal(signal.SIGSTOP, names)
+            try:
+                await submit(base_url, key, tasks, clients)
+                began = time.perf_counter()
+            finally:
+                procs.signal(signal.SIGCONT, names)
+            await wait_done(url, 2 * tasks, procs)
+            return Result(workers, tasks, submitted, total, time.perf_counter() - began)
         finally:
             procs.stop()
 
 
 def table(results: Sequence[Result]) -> str:
     """The results as a markdown table, with each rate's ratio to the one-worker rate."""
-    base = next((r.rate for r in results if r.workers == 1), results[0].rate)
-    lines = [
-        "| worker processes | tasks | submitted in (s) | all SUCCESS in (s) | tasks/s | vs 1 |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
+    first = next((r for r in results if r.workers == 1), results[0])
+    drained = all(r.drain_rate is not None for r in results)
+    head = "| worker processes | tasks | submitted in (s) | all SUCCESS in (s) | tasks/s | vs 1 |"
+    rule = "|---:|---:|---:|---:|---:|---:|"
+    if drained:
+        head += " queue drained, tasks/s | vs 1 |"
+        rule += "---:|---:|"
+    lines = [head, rule]
     for r in results:
-        lines.append(
+        line = (
             f"| {r.workers} | {r.tasks} | {r.submit_s:.2f} | {r.total_s:.2f} "
-            f"| {r.rate:.0f} | {r.rate / base:.2f} |"
+            f"| {r.rate:.0f} | {r.rate / first.rate:.2f} |"
         )
+        if drained and r.drain_rate is not None and first.drain_rate is not None:
+            line += f" {r.drain_rate:.0f} | {r.drain_rate / first.drain_rate:.2f} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -219,13 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="requests in flight (32)")
     parser.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL URL to create DBs")
     parser.add_argument("--quick", action="store_true", help="a tiny run: 1,2 workers, 40 tasks")
+    parser.add_argument(
+        "--drain", action="store_true", help="also time emptying a queue of as many tasks"
+    )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
     tasks = args.tasks
     if args.quick:
         counts, tasks = [n for n in counts if n <= 2] or [1], 40
     results = [
-        asyncio.run(run_once(args.admin_url, n, tasks, args.concurrency, args.clients))
+        asyncio.run(run_once(args.admin_url, n, tasks, args.concurrency, args.clients, args.drain))
         for n in counts
     ]
     print(

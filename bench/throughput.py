@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 
 from bench import forms, options
+from bench.load import Load, LoadGenerator
 from bench.report import Row, failed_row
 from bench.seed import query, submitted_task
 from bench.servers import create_key, running_server, temporary_database
@@ -105,8 +106,11 @@ def _end_to_end(args: argparse.Namespace, backend: str, count: int, data: Path) 
             "REELGATE_DATABASE_URL": url,
         }
         with running_server(data, settings) as server:
+            client = LoadGenerator("python", data, connections=args.clients)
+            body, content_type = forms.multipart(forms.fields())
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": content_type}
             with options.profiled(args, server.pid, f"throughput-{backend}"):
-                asyncio.run(_create_all(server.url, key, count, args.clients))
+                client.send(server.url, Load("POST", ["/v1/videos"], headers, body), count)
                 _wait(lambda: count_done()[0] >= count, timeout=max(60, count / 10))
             done, first, last = count_done()
     return done / (last - first)
@@ -169,17 +173,6 @@ async def _store_rate(url: str, count: int, chains: int) -> float:
         return count / (time.perf_counter() - start)
     finally:
         await store.close()
-
-
-async def _create_all(base_url: str, key: str, count: int, clients: int) -> None:
-    todo = iter(range(count))
-    async with forms.client(base_url, key, connections=clients) as client:
-
-        async def creator() -> None:
-            for _ in todo:
-                await forms.create(client, forms.fields())
-
-        await asyncio.gather(*(creator() for _ in range(clients)))
 
 
 def _wait(done: Callable[[], bool], timeout: float) -> None:

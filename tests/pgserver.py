@@ -56,14 +56,16 @@ class PrivatePostgres:
         command = [str(self.bindir / argv[0]), *argv[1:]]
         if self.run_as is not None:
             command = ["runuser", "-u", self.run_as, "--", *command]
-        subprocess.run(
-            command, check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        done = subprocess.run(
+            command, timeout=timeout, stdin=subprocess.DEVNULL, capture_output=True, text=True
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
 
     def init(self) -> None:
         """Create the cluster (trust authentication for the ``postgres`` role)."""
-        self._run("initdb", "-D", str(self.data_dir / "db"), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-sync")  # fmt: skip
+        db = str(self.data_dir / "db")
+        self._run("initdb", "-D", db, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
@@ -71,8 +73,10 @@ class PrivatePostgres:
             f"-c port={self.port} -c listen_addresses=127.0.0.1 "
             f"-c unix_socket_directories={self.data_dir} -c max_connections=60"
         )
-        self._run("pg_ctl", "start", "-w", "-D", str(self.data_dir / "db"), "-o", options,
-                  "-l", str(self.data_dir / "server.log"))  # fmt: skip
+        log = str(self.data_dir / "server.log")
+        self._run(
+            "pg_ctl", "start", "-w", "-D", str(self.data_dir / "db"), "-o", options, "-l", log
+        )
         self.wait_ready()
 
     def stop(self, mode: str = "fast") -> None:

@@ -34,6 +34,7 @@ import itertools
 import multiprocessing
 import multiprocessing.context
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -60,7 +61,9 @@ PROGRESS_STEP = 4  # report progress at most once per this many percent
 # uninitialised memory); without it the same job gives the same bytes every time.
 X264_OPTIONS = {"preset": "veryfast", "crf": "23", "x264-params": "mbtree=0"}
 MP4_OPTIONS = {"movflags": "+faststart"}
-START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+# Not forkserver: a SIGTERM to the process group kills the fork server, and the pool
+# sees its children as dead (their exit is reported through the fork server).
+START_METHOD = "spawn"
 _DRAIN_SECONDS = 10.0  # how long a finished render waits for its last progress values
 
 
@@ -177,11 +180,11 @@ class PreviewRenderer:
             relay.close_route(key)
 
     async def close(self) -> None:
-        """Stop the pool (running renders finish, queued ones are cancelled) and the relay."""
+        """Stop the pool (queued renders are cancelled, running ones killed) and the relay."""
         pool, self._pool = self._pool, None
         relay, self._relay = self._relay, None
         if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await asyncio.to_thread(_stop_pool, pool)
         if relay is not None:
             await asyncio.to_thread(relay.stop)
 
@@ -331,9 +334,27 @@ async def _follow(result: asyncio.Future[None], pump: asyncio.Task[None]) -> Non
 _child_pipe: Connection | None = None
 
 
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down, killing the children of renders that nobody awaits any more.
+
+    ``close`` runs after the worker has drained: a render still running then was
+    cancelled and its task handed back, so waiting for it only delays the exit.
+    """
+    children = list((pool._processes or {}).values())  # 3.14: pool.terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in children:
+        if child.is_alive():
+            child.kill()  # SIGKILL: the children ignore SIGTERM
+    pool.shutdown(wait=True)
+
+
 def _init_child(pipe: Connection, nice: int) -> None:
     global _child_pipe
     _child_pipe = pipe
+    # The parent decides when a render stops: a signal sent to the whole process group
+    # (Ctrl-C in a terminal, systemd's default KillMode) must not end it under the parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if nice:
         os.nice(nice)
 

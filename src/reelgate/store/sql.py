@@ -36,9 +36,13 @@ VALUES (:task_id, :at, :status, :progress, :detail)
 
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = :id"
 
-CLAIMABLE = """
-(status = 'SUBMITTED'
- OR (status = 'IN_PROGRESS' AND lease_until < :now AND attempts < :max_attempts))
+# QUEUED repeats the partial index's condition word for word: SQLite's planner uses the
+# index (the queue) only for a WHERE that contains it, else it scans the whole history.
+QUEUED = "status IN ('SUBMITTED', 'IN_PROGRESS')"
+
+CLAIMABLE = f"""
+({QUEUED} AND (status = 'SUBMITTED'
+ OR (status = 'IN_PROGRESS' AND lease_until < :now AND attempts < :max_attempts)))
 """
 
 CLAIM = """
@@ -74,7 +78,8 @@ EXPIRE = f"""
 UPDATE tasks SET status = 'ERROR', completed_at = :now, updated_at = :now,
     lease_owner = NULL, lease_until = NULL, error_code = 'worker_lost',
     error_message = 'the render was interrupted ' || attempts || ' times; giving up'
-WHERE status = 'IN_PROGRESS' AND lease_until < :now AND attempts >= :max_attempts
+WHERE {QUEUED} AND status = 'IN_PROGRESS' AND lease_until < :now
+    AND attempts >= :max_attempts
 RETURNING {TASK_COLUMNS}
 """
 

@@ -142,11 +142,15 @@ class Worker:
         scratch = Path(tempfile.mkdtemp(prefix="render-", dir=self._config.scratch_dir))
         out_path = scratch / "out.mp4"
         try:
-            job = await self._job(task)
-            renderer = self._renderers[task.spec.model]
-            async with lease.kept():
-                await renderer.render(job, out_path, lease.progress)
-                await self._blobs.put_file(output_key(task.id), out_path)
+            # A retried task whose output was stored before the crash needs no new render:
+            # outputs are put atomically under one key per task, so a stored one is whole.
+            stored = task.attempts > 1 and await self._blobs.exists(output_key(task.id))
+            if not stored:
+                job = await self._job(task)
+                renderer = self._renderers[task.spec.model]
+                async with lease.kept():
+                    await renderer.render(job, out_path, lease.progress)
+                    await self._blobs.put_file(output_key(task.id), out_path)
             await lease.finish(Status.SUCCESS, output_key=output_key(task.id))
             log.info("task %s SUCCESS", task.id)
         except asyncio.CancelledError:  # shutting down: hand the task to another worker

@@ -95,9 +95,9 @@ def serve(
         if secret is not None:
             typer.echo(f"API key (shown once, also kept in {key_file}): {secret}", err=True)
         elif key_file.is_file():
-            typer.echo(f"API key: {key_file.read_text().strip()} (from {key_file})", err=True)
+            typer.echo(f"API key: the first one is kept in {key_file}", err=True)
         else:
-            typer.echo("API keys exist; create one with `reelgate keys create`", err=True)
+            typer.echo("API keys exist; make another with `reelgate keys create`", err=True)
         typer.echo(
             f"try: curl -H 'Authorization: Bearer <key>' {settings.public_url}/v1/models", err=True
         )

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     signing_secret: str = ""  # default: generated once into <data_dir>/signing.key
     lease_seconds: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    db_pool_size: int = Field(default=10, ge=1, le=200)  # PostgreSQL connections per process
     grace_seconds: float = Field(default=30.0, ge=0)  # on shutdown, before handing back
     poll_interval: float = Field(default=2.0, gt=0)  # fallback when no wake-up arrives
     s3_endpoint_url: str = ""  # an S3-compatible server; empty: AWS
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
             raise ValueError(f"REELGATE_STORAGE_URL must start with one of {STORAGE_SCHEMES}")
         if self.signing_secret and len(self.signing_secret) < 32:
             raise ValueError("REELGATE_SIGNING_SECRET must be at least 32 characters")
+        _parse_delays(self.preview_delay)
         if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
             raise ValueError("set both REELGATE_S3_ACCESS_KEY_ID and REELGATE_S3_SECRET_ACCESS_KEY")
         if self.env == "production" and self.bench_routes:
@@ -77,15 +79,25 @@ class Settings(BaseSettings):
     @property
     def delays(self) -> dict[str, float]:
         """``preview_delay`` parsed: model id (or ``*``) to seconds."""
-        delays: dict[str, float] = {}
-        for item in filter(None, (part.strip() for part in self.preview_delay.split(","))):
-            model, sep, seconds = item.partition("=")
-            if not sep:
-                raise ValueError(f"REELGATE_PREVIEW_DELAY: expected model=seconds, got {item!r}")
-            delays[model.strip()] = float(seconds)
-        return delays
+        return _parse_delays(self.preview_delay)
 
     @property
     def max_body_bytes(self) -> int:
-        """The largest request body accepted: the upload plus room for the form fields."""
-        return self.max_upload_bytes + 64 * 1024
+        """The largest request body: the upload (as base64, in JSON) plus the form fields."""
+        return -(-self.max_upload_bytes * 4 // 3) + 64 * 1024
+
+
+def _parse_delays(text: str) -> dict[str, float]:
+    delays: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, sep, seconds = item.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if not sep or not model.strip() or not 0 <= value <= 3600:
+            raise ValueError(
+                f"REELGATE_PREVIEW_DELAY: expected model=seconds (0 to 3600), got {item!r}"
+            )
+        delays[model.strip()] = value
+    return delays

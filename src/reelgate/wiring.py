@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reelgate.blobs import open_blobs
 from reelgate.domain.catalog import Catalog
@@ -32,8 +32,8 @@ class Components:
     keys: KeyService
     tasks: TaskService
     renderers: dict[str, Renderer]
-    wakeup: LocalWakeup = field(default_factory=LocalWakeup)
-    listener: Listener | None = None
+    wakeup: LocalWakeup
+    listener: Listener | None
 
     def worker(self, models: frozenset[str] | None = None) -> Worker:
         """A worker over these components, sized by the settings."""
@@ -46,8 +46,7 @@ class Components:
             poll_interval=self.settings.poll_interval,
             scratch_dir=self.settings.data_dir / "scratch",
         )
-        assert config.scratch_dir is not None
-        config.scratch_dir.mkdir(parents=True, exist_ok=True)
+        (self.settings.data_dir / "scratch").mkdir(parents=True, exist_ok=True)
         return Worker(self.store, self.blobs, self.renderers, self.clock, self.wakeup, config)
 
     async def run_worker(self, stop: asyncio.Event, worker: Worker | None = None) -> None:
@@ -83,7 +82,7 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
     """Build the components of ``settings``; ``renderers`` overrides the default ones."""
     catalog = Catalog()
     clock: Clock = time.time
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, pool_size=settings.db_pool_size)
     blobs = open_blobs(
         settings.storage_url,
         endpoint_url=settings.s3_endpoint_url,
@@ -105,6 +104,7 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
         signer,
         public_url=settings.public_url,
         url_ttl=settings.url_ttl,
+        max_image_bytes=settings.max_upload_bytes,
         wake=wakeup.notify,
     )
     listener = None

@@ -216,3 +216,46 @@ def test_signed_links(server: LiveServer, client: httpx.Client) -> None:
     assert "expired" in str(error["message"])
     # every read signs afresh, and the URL lifetime is the configured one
     assert video["expires_at"] - video["completed_at"] <= server.settings.url_ttl + 5
+
+
+def test_odd_inputs_get_400_not_500(client: httpx.Client, server: LiveServer) -> None:
+    for seconds in ("²", "+-5", "9" * 5000):
+        response = client.post("/v1/videos", data={"prompt": "a", "model": MODEL,
+                                                    "seconds": seconds})  # fmt: skip
+        assert_error(response, 400, "InvalidParameter", "seconds")
+    response = client.post(
+        "/v1/videos",
+        content=b'{"prompt": "a", "model": "nope", "model": "' + MODEL.encode() + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert_error(response, 400, "InvalidParameter", "model")
+    for expires in ("²", "9" * 5000):
+        url = f"{server.base_url}/files/videos/x/1.mp4?expires={expires}&signature=abc"
+        assert_error(httpx.get(url), 403, "forbidden")
+
+
+def test_empty_input_reference_means_none(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/videos", data={"prompt": "a", "model": MODEL, "input_reference": ""}
+    )
+    assert response.status_code == 200, response.text
+    response = client.post(
+        "/v1/videos", json={"prompt": "a", "model": MODEL, "input_reference": None}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_json_image_near_the_limit_fits(client: httpx.Client) -> None:
+    import base64
+    import os
+
+    image = Image.frombytes("RGB", (150, 140), os.urandom(150 * 140 * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    data = out.getvalue()
+    assert 56 * 1024 < len(data) < 64 * 1024  # under the server's 64 KiB image limit
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    response = client.post(
+        "/v1/videos", json={"prompt": "a", "model": MODEL, "input_reference": url}
+    )
+    assert response.status_code == 200, response.text

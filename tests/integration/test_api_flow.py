@@ -204,3 +204,22 @@ def test_cometapi_fields_only_when_due(client: httpx.Client) -> None:
     assert video["status"] in ("SUBMITTED", "IN_PROGRESS", "SUCCESS")
     if video["status"] != "SUCCESS":
         assert video["completed_at"] is None and "video_url" not in video
+
+
+def test_odd_ranges_and_paths(client: httpx.Client) -> None:
+    created = client.post("/v1/videos", data={"prompt": "odd ranges", "seconds": "2",
+                                              "model": "doubao-seedance-1-0-pro",
+                                              "resolution": "480p"})  # fmt: skip
+    video, _ = wait(client, created.json()["id"])
+    url = video["video_url"]
+    whole = httpx.get(url)
+    assert f'filename="{video["id"]}.mp4"' in whole.headers["content-disposition"]
+    ignored = httpx.get(url, headers={"Range": "bytes=abc"})
+    assert ignored.status_code == 200 and ignored.content == whole.content
+    outside = httpx.get(url, headers={"Range": "bytes=999999999-"})
+    assert outside.status_code == 416
+    assert outside.json()["error"]["code"] == "range_not_satisfiable"
+    assert outside.headers["content-range"] == f"bytes */{len(whole.content)}"
+    slash = client.post("/v1/videos/", data={"prompt": "x", "model": "doubao-seedance-2-0"})
+    assert slash.status_code == 404 and slash.json()["error"]["code"] == "not_found"
+    assert client.get("/docs").status_code == 404

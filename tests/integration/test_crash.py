@@ -106,11 +106,13 @@ def test_kill_9_mid_render_loses_nothing(tmp_path: Path) -> None:
 
     with sqlite3.connect(tmp_path / "reelgate.db") as db:
         attempts = dict(db.execute("SELECT id, attempts FROM tasks").fetchall())
+        recorded = dict(db.execute("SELECT id, output_key FROM tasks").fetchall())
     assert max(attempts.values()) >= 2, "no render was interrupted and resumed"
-    outputs = sorted(p.name for p in (tmp_path / "blobs" / "videos").iterdir())
-    assert outputs == sorted(f"{task_id}.mp4" for task_id in ids)
-    for name in outputs:
-        with av.open(str(tmp_path / "blobs" / "videos" / name)) as container:
+    blobs = tmp_path / "blobs"
+    outputs = sorted(str(p.relative_to(blobs)) for p in (blobs / "videos").glob("*/*.mp4"))
+    assert outputs == sorted(recorded.values()), "one output per task, the one it records"
+    for key in outputs:
+        with av.open(str(blobs / key)) as container:
             stream = container.streams.video[0]
             assert (stream.width, stream.height) == (854, 480)
             assert sum(1 for _ in container.decode(stream)) == 48

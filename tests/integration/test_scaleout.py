@@ -203,7 +203,7 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
             )
         ]
         uploaded_before = {
-            task_id: len(versions(s3, f"{PREFIX}/videos/{task_id}.mp4")) for task_id in orphans
+            task_id: len(versions(s3, f"{PREFIX}/videos/{task_id}/1.mp4")) for task_id in orphans
         }
         assert orphans, "the victim held no task when it died"
         assert max(uploaded_before.values()) <= 1, uploaded_before
@@ -224,7 +224,8 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
         # One object per task, and exactly one version of it: nobody uploaded a finished
         # render twice, not even for a task whose worker died right after its upload.
         by_key = all_versions(s3, f"{PREFIX}/")
-        assert sorted(by_key) == sorted(f"{PREFIX}/videos/{task_id}.mp4" for task_id in ids)
+        recorded = dict(rows(pg_url, "SELECT id, output_key FROM tasks"))
+        assert sorted(by_key) == sorted(f"{PREFIX}/{recorded[task_id]}" for task_id in ids)
         twice = {key: count for key, count in by_key.items() if count != 1}
         assert not twice, f"outputs uploaded more than once: {twice}"
 
@@ -252,7 +253,7 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
             assert "X-Amz-Signature=" in video["video_url"]
             download = httpx.get(video["video_url"], timeout=10)
             assert download.status_code == 200, download.text
-            stored = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/videos/{task_id}.mp4")
+            stored = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{recorded[task_id]}")
             assert download.content == stored["Body"].read()
             assert download.content[4:8] == b"ftyp"
         client.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reelgate.domain.errors import LeaseLost, NotFound
+from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound
 from reelgate.domain.status import Status
 from reelgate.domain.task import ApiKey, Task, TaskSpec, new_task_id
 from reelgate.ports import TaskStore
@@ -173,7 +173,10 @@ async def test_terminal_tasks_never_move(store: TaskStore) -> None:
         "content_rejected",
         0,
     )
-    for status in (Status.SUCCESS, Status.ERROR, Status.IN_PROGRESS):
+    for status in (Status.SUBMITTED, Status.IN_PROGRESS):
+        with pytest.raises(IllegalTransition):
+            await store.finish_task(task.id, worker="w1", now=2002.0, status=status)
+    for status in (Status.SUCCESS, Status.ERROR):
         with pytest.raises(LeaseLost):
             await store.finish_task(task.id, worker="w1", now=2002.0, status=status)
     with pytest.raises(LeaseLost):

@@ -9,7 +9,7 @@ import pytest
 
 from reelgate.blobs.memory import MemoryBlobs
 from reelgate.domain.catalog import Catalog
-from reelgate.domain.request import CreateRequest
+from reelgate.domain.errors import Unavailable
 from reelgate.domain.status import Status
 from reelgate.services.signing import Signer
 from reelgate.services.tasks import TaskService, output_key
@@ -61,7 +61,7 @@ class Rig:
         )
 
     async def create(self, prompt: str = "a cat") -> str:
-        task = await self.tasks.create("alice", CreateRequest(MODEL, prompt, 5, "16:9", "720p"))
+        task = await self.tasks.create("alice", {"model": MODEL, "prompt": prompt})
         self.clock.now += 1
         return task.id
 
@@ -172,3 +172,40 @@ async def test_shutdown_hands_unfinished_renders_back(tmp_path: Path) -> None:
     await rig.worker().run_burst()
     done = await rig.store.get_task(task_id)
     assert done is not None and done.status is Status.SUCCESS and done.attempts == 1
+
+
+async def test_a_retry_reuses_an_output_stored_before_the_crash(tmp_path: Path) -> None:
+    renderer = ScriptedRenderer()
+    rig = Rig(renderer, tmp_path)
+    task_id = await rig.create()
+    dead = await rig.store.claim_task(worker="dead", now=rig.clock.now, lease_seconds=30,
+                                      max_attempts=3)  # fmt: skip
+    assert dead is not None
+    await rig.blobs.put_bytes(output_key(task_id, 1), b"rendered before the crash")
+    rig.clock.now += 31
+    await rig.worker().run_burst()
+    task = await rig.store.get_task(task_id)
+    assert task is not None and task.status is Status.SUCCESS and task.attempts == 2
+    assert task.output_key == output_key(task_id, 1)
+    assert renderer.started == [] and list(rig.blobs.blobs) == [output_key(task_id, 1)]
+
+
+async def test_a_database_hiccup_during_progress_does_not_drop_the_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = Rig(ScriptedRenderer(steps=4), tmp_path)
+    task_id = await rig.create()
+    real = rig.store.heartbeat
+    calls = 0
+
+    async def flaky(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Unavailable("sqlite: database is locked")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rig.store, "heartbeat", flaky)
+    await rig.worker().run_burst()
+    task = await rig.store.get_task(task_id)
+    assert task is not None and task.status is Status.SUCCESS and task.attempts == 1

@@ -48,15 +48,20 @@ def create_app(
             yield
         finally:
             stop.set()
-            if running is not None:
-                await running
-            await components.close()
+            try:
+                if running is not None:
+                    await running
+            finally:
+                await components.close()
 
     app = FastAPI(
         title="reelgate",
         version=__version__,
         lifespan=lifespan,
         description="CometAPI's asynchronous video task API, self-hosted.",
+        redirect_slashes=False,  # a redirect has no body: unknown paths get the JSON 404
+        docs_url=None,  # every answer is JSON; the schema stays at /openapi.json
+        redoc_url=None,
     )
     state = app.state
     state.settings = components.settings

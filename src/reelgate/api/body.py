@@ -55,7 +55,7 @@ async def _read_form(request: Request) -> tuple[dict[str, object], bytes | None]
             image = await value.read()
             await value.close()
         elif name == IMAGE_FIELD:
-            image = _data_url(value)
+            image = _data_url(value) if value else None
         else:
             fields[name] = value
     return fields, image
@@ -63,14 +63,14 @@ async def _read_form(request: Request) -> tuple[dict[str, object], bytes | None]
 
 async def _read_json(request: Request) -> tuple[dict[str, object], bytes | None]:
     try:
-        body: Any = json.loads(await request.body())
+        body: Any = json.loads(await request.body(), object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the JSON body must be an object")
     image = None
-    if IMAGE_FIELD in body:
-        value = body.pop(IMAGE_FIELD)
+    value = body.pop(IMAGE_FIELD, None)
+    if value is not None and value != "":
         if not isinstance(value, str):
             raise InvalidParameter(
                 "input_reference in JSON must be a data URL (data:image/png;base64,…)",
@@ -78,6 +78,14 @@ async def _read_json(request: Request) -> tuple[dict[str, object], bytes | None]
             )
         image = _data_url(value)
     return body, image
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise InvalidParameter(f"{key} was sent {keys.count(key)} times", param=key)
+    return dict(pairs)
 
 
 def _data_url(value: str) -> bytes:

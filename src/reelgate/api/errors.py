@@ -58,11 +58,15 @@ def domain_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, e.Unavailable):
         headers["Retry-After"] = "5"
-    if status >= 500:
-        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-    return envelope(
-        status, exc.message, type_=type_, code=exc.code, param=exc.param, headers=headers
-    )
+    message = exc.message
+    if status >= 500:  # the detail (paths, driver messages) goes to the log only
+        request_id = request.scope.get("state", {}).get("request_id", "unknown")
+        log.warning("%s %s (request %s): %s", request.method, request.url.path, request_id,
+                    exc.message)  # fmt: skip
+        what = "the database or storage is unavailable" if status == 503 else "server error"
+        message = f"{what}; retry later (request id {request_id})"
+    return envelope(status, message, type_=type_, code=exc.code, param=exc.param,
+                    headers=headers)  # fmt: skip
 
 
 def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -72,14 +72,13 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                scope.setdefault("state", {})["too_large"] = int(value)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        too_large = declared.isdigit() and int(declared) > limit
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
-            if "too_large" in scope["state"]:
+            if too_large:
                 raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
             message = await receive()
             seen += len(message.get("body", b""))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -10,10 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from reelgate.api.body import read_create_body
-from reelgate.domain.catalog import SIZES
-from reelgate.domain.request import parse_create
+from reelgate.domain.catalog import DEFAULT_SECONDS, SIZES
 from reelgate.domain.task import Task
-from reelgate.services.images import check_image
 from reelgate.services.keys import KeyService
 from reelgate.services.tasks import TaskService
 
@@ -58,12 +55,7 @@ def video_body(task: Task, tasks: TaskService) -> dict[str, Any]:
 async def create_video(request: Request, owner: str = Depends(current_owner)) -> Response:
     tasks: TaskService = request.app.state.tasks
     fields, image = await read_create_body(request)
-    create = parse_create(fields, has_image=image is not None, catalog=tasks.catalog)
-    checked = None
-    if image is not None:
-        limit = request.app.state.settings.max_upload_bytes
-        checked = image, await asyncio.to_thread(check_image, image, limit)
-    task = await tasks.create(owner, create, checked)
+    task = await tasks.create(owner, fields, image)
     body = video_body(task, tasks)
     del body["completed_at"]
     return json_response(body)
@@ -88,7 +80,11 @@ async def list_models(request: Request, owner: str = Depends(current_owner)) -> 
             "owned_by": "reelgate",
             "description": spec.description,
             "renderer": renderers[spec.id].name if spec.id in renderers else None,
-            "seconds": {"min": spec.min_seconds, "max": spec.max_seconds, "default": 5},
+            "seconds": {
+                "min": spec.min_seconds,
+                "max": spec.max_seconds,
+                "default": DEFAULT_SECONDS,
+            },
             "resolutions": list(spec.resolutions),
             "sizes": list(SIZES),
             "image_input": spec.image_input,

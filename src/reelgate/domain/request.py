@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from reelgate.domain.catalog import (
 )
 from reelgate.domain.errors import InvalidParameter, MissingParameter
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 FIELDS = ("prompt", "model", "seconds", "size", "resolution", "input_reference")
 
 
@@ -75,6 +77,6 @@ def _integer(fields: Mapping[str, object], name: str, default: int) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     raise InvalidParameter(f"{name} must be an integer, got {value!r}", param=name)

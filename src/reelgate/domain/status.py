@@ -35,6 +35,12 @@ ALLOWED: dict[Status, frozenset[Status]] = {
 }
 
 
+def check_terminal(target: Status) -> None:
+    """Raise ``IllegalTransition`` unless ``target`` ends a task."""
+    if not target.terminal:
+        raise IllegalTransition(f"a task can only finish as SUCCESS, FAILED or ERROR, not {target}")
+
+
 def check_transition(current: Status, target: Status) -> None:
     """Raise ``IllegalTransition`` unless the machine allows ``current -> target``."""
     if target not in ALLOWED[current]:

@@ -6,11 +6,14 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlencode
 
 from reelgate.domain.errors import Forbidden
+
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 class Signer:
@@ -32,7 +35,7 @@ class Signer:
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
         """Raise ``Forbidden`` unless the signature matches and has not expired."""
-        if not expires or not signature or not expires.isdigit():
+        if not expires or not signature or not _EXPIRES.fullmatch(expires):
             raise Forbidden("the link is not signed")
         expected = self.signature(path, int(expires))
         if not hmac.compare_digest(expected.encode(), signature.encode()):
@@ -47,12 +50,22 @@ def load_secret(configured: str, data_dir: Path) -> bytes:
         return configured.encode()
     path = data_dir / "signing.key"
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_urlsafe(48).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    return path.read_bytes().strip()
+    if not path.exists():
+        # Written whole to a temporary file, then linked into place: a process that
+        # starts at the same moment, or after a crash, never reads a partial key.
+        staged = data_dir / f".signing.key.{secrets.token_hex(6)}"
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_urlsafe(48).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            pass  # another process won the race; use its key
+        finally:
+            staged.unlink()
+    secret = path.read_bytes().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds no valid signing key; delete it to make a new one")
+    return secret

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reelgate.domain.catalog import Catalog
 from reelgate.domain.errors import TaskNotFound
-from reelgate.domain.request import CreateRequest
+from reelgate.domain.request import parse_create
 from reelgate.domain.status import Status
 from reelgate.domain.task import Task, TaskSpec, new_task_id
 from reelgate.ports import BlobStore, Clock, TaskStore
+from reelgate.services.images import check_image
 from reelgate.services.signing import Signer
 
 FILES_PREFIX = "/files/"
 
 
-def output_key(task_id: str) -> str:
-    """Where a task's video lives: one key per task, so a re-render overwrites it."""
-    return f"videos/{task_id}.mp4"
+def output_key(task_id: str, attempt: int = 1) -> str:
+    """Where an attempt of a task puts its video.
+
+    One key per attempt: a worker that lost its lease unnoticed can never replace the
+    video that another attempt recorded. Only the key the task records is served.
+    """
+    return f"videos/{task_id}/{attempt}.mp4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class TaskService:
         *,
         public_url: str,
         url_ttl: int,
+        max_image_bytes: int = 10 * 1024 * 1024,
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
@@ -51,18 +58,20 @@ class TaskService:
         self._signer = signer
         self._public_url = public_url
         self._url_ttl = url_ttl
+        self._max_image_bytes = max_image_bytes
         self._wake = wake
 
     async def create(
-        self, owner: str, request: CreateRequest, image: tuple[bytes, str] | None = None
+        self, owner: str, fields: Mapping[str, object], image: bytes | None = None
     ) -> Task:
-        """Store a new SUBMITTED task (and its input image), durably, then wake a worker."""
+        """Validate a create request; store the task (and its image) durably; wake a worker."""
+        request = parse_create(fields, has_image=image is not None, catalog=self.catalog)
         task_id = new_task_id()
         input_key = None
         if image is not None:
-            data, extension = image
+            extension = await asyncio.to_thread(check_image, image, self._max_image_bytes)
             input_key = f"inputs/{task_id}.{extension}"
-            await self._blobs.put_bytes(input_key, data)
+            await self._blobs.put_bytes(input_key, image)
         now = self._clock()
         spec = TaskSpec(
             request.model,

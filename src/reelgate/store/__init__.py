@@ -5,8 +5,11 @@ from __future__ import annotations
 from reelgate.ports import TaskStore
 
 
-def open_store(url: str) -> TaskStore:
-    """The store for ``url``: ``sqlite:///path``, ``postgresql://…`` or ``memory:``."""
+def open_store(url: str, *, pool_size: int = 10) -> TaskStore:
+    """The store for ``url``: ``sqlite:///path``, ``postgresql://…`` or ``memory:``.
+
+    ``pool_size`` is the most connections a PostgreSQL store opens.
+    """
     if url.startswith("sqlite:///"):
         from reelgate.store.sqlite import SqliteStore
 
@@ -14,7 +17,7 @@ def open_store(url: str) -> TaskStore:
     if url.startswith(("postgresql://", "postgres://")):
         from reelgate.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, max_size=pool_size)
     if url == "memory:":
         from reelgate.store.memory import MemoryStore
 

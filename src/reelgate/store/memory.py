@@ -11,7 +11,7 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from reelgate.domain.errors import LeaseLost, NotFound
-from reelgate.domain.status import Status
+from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 
 
@@ -113,6 +113,7 @@ class MemoryStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> Task:
+        check_terminal(status)
         async with self._lock:
             task = self._leased(task_id, worker).moved(
                 status,

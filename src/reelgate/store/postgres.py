@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from reelgate.domain.errors import LeaseLost, NotFound, Unavailable
-from reelgate.domain.status import Status
+from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.store import sql
 
@@ -100,13 +100,15 @@ class PostgresStore:
         )
         self._opened = False
 
-    async def _tx(self, fn: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]]) -> T:
+    async def _tx(
+        self, fn: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]], timeout: float | None = None
+    ) -> T:
         if not self._opened:
             await self._pool.open()
             self._opened = True
         try:
             async with (
-                self._pool.connection() as conn,
+                self._pool.connection(timeout=timeout) as conn,
                 conn.transaction(),
                 conn.cursor() as cur,
             ):
@@ -144,7 +146,10 @@ class PostgresStore:
         await self._tx(run)
 
     async def ping(self) -> None:
-        await self._rows("SELECT 1", {})
+        async def run(cur: psycopg.AsyncCursor[Any]) -> None:
+            await cur.execute("SELECT 1")
+
+        await self._tx(run, timeout=2.0)  # a probe answers fast, even when the database is away
 
     async def close(self) -> None:
         if self._opened:
@@ -214,6 +219,7 @@ class PostgresStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> Task:
+        check_terminal(status)
         params = sql.lease_params(
             task_id, worker, now, status=status.value, output_key=output_key,
             error_code=error_code, error_message=error_message,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reelgate.domain.errors import LeaseLost, NotFound, Unavailable
-from reelgate.domain.status import Status
+from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.store import sql
 
@@ -69,10 +69,10 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -182,6 +182,7 @@ class SqliteStore:
         error_code: str | None = None,
         error_message: str | None = None,
     ) -> Task:
+        check_terminal(status)
         params = sql.lease_params(
             task_id, worker, now, status=status.value, output_key=output_key,
             error_code=error_code, error_message=error_message,

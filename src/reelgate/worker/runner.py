@@ -66,6 +66,7 @@ class Worker:
         self._slots = asyncio.Semaphore(config.concurrency)
         models = set(renderers) if config.models is None else config.models & set(renderers)
         self._models = frozenset(models)
+        self._next_expiry = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and render until ``stop`` is set, then shut down gracefully.
@@ -115,7 +116,9 @@ class Worker:
     async def _claim(self) -> Task | None:
         now = self._clock()
         try:
-            await self._store.expire_tasks(now=now, max_attempts=self._config.max_attempts)
+            if now >= self._next_expiry:  # leases expire no sooner: no need to look each time
+                await self._store.expire_tasks(now=now, max_attempts=self._config.max_attempts)
+                self._next_expiry = now + self._config.lease_seconds / 2
             return await self._store.claim_task(
                 worker=self.id,
                 now=now,
@@ -142,16 +145,15 @@ class Worker:
         scratch = Path(tempfile.mkdtemp(prefix="render-", dir=self._config.scratch_dir))
         out_path = scratch / "out.mp4"
         try:
-            # A retried task whose output was stored before the crash needs no new render:
-            # outputs are put atomically under one key per task, so a stored one is whole.
-            stored = task.attempts > 1 and await self._blobs.exists(output_key(task.id))
-            if not stored:
+            key = await self._stored_output(task)
+            if key is None:
+                key = output_key(task.id, task.attempts)
                 job = await self._job(task)
                 renderer = self._renderers[task.spec.model]
                 async with lease.kept():
                     await renderer.render(job, out_path, lease.progress)
-                    await self._blobs.put_file(output_key(task.id), out_path)
-            await lease.finish(Status.SUCCESS, output_key=output_key(task.id))
+                    await self._blobs.put_file(key, out_path)
+            await lease.finish(Status.SUCCESS, output_key=key)
             log.info("task %s SUCCESS", task.id)
         except asyncio.CancelledError:  # shutting down: hand the task to another worker
             await asyncio.shield(lease.release())
@@ -171,6 +173,18 @@ class Worker:
             out_path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 scratch.rmdir()
+
+    async def _stored_output(self, task: Task) -> str | None:
+        """An earlier attempt's output, stored before its worker died: no need to render again.
+
+        Blobs are put atomically, so a stored one is whole.
+        """
+        for attempt in range(task.attempts - 1, 0, -1):
+            key = output_key(task.id, attempt)
+            if await self._blobs.exists(key):
+                log.info("task %s: reusing the output of attempt %d", task.id, attempt)
+                return key
+        return None
 
     async def _job(self, task: Task) -> RenderJob:
         spec = task.spec
@@ -211,7 +225,12 @@ class _Lease:
             return
         self._progress = value
         if self._clock() - self._written_at >= self._config.min_heartbeat_interval:
-            await self._beat()
+            try:
+                await self._beat()
+            except LeaseLost:
+                raise
+            except Exception as exc:  # a passing database error: the keeper retries
+                log.warning("progress of %s not saved: %s", self._task_id, exc)
 
     async def _beat(self) -> None:
         now = self._clock()

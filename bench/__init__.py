@@ -16,6 +16,9 @@ and writes ``bench/RESULTS.md``. Servers run as subprocesses and load comes from
 
 Helpers: ``servers`` (subprocess servers, keys, throwaway PostgreSQL databases),
 ``seed`` (fast store seeding), ``load`` (wrk, its Lua scripts and its output),
-``pyload`` (the Python fallback load generator), ``options`` (the shared command line)
-and ``report`` (rows, the machine, RESULTS.md).
+``pyload`` (the Python fallback load generator), ``forms`` (the create request),
+``options`` (the shared command line) and ``report`` (rows, the machine, RESULTS.md).
+
+``scaleout`` stands apart (the scale-out work's own script, not run by ``bench/run``):
+end-to-end tasks/s with 1, 2 and 4 worker processes on PostgreSQL.
 """

@@ -1,8 +1,8 @@
 """#4: dispatch latency, create → IN_PROGRESS, with the instant renderer.
 
 One client creates tasks one at a time, at random gaps of 20 to 100 ms, so that each
-create finds the worker idle and waiting, on a store that already holds 10,000
-finished tasks (a server with some history, as #1's). The server runs the instant
+create finds the worker idle and waiting, on a store that already holds 100,000
+finished tasks (a server with history, the store of #7). The server runs the instant
 renderer with its default poll interval (2 s), so a worker that sleep-polled would
 show a median near a second.
 
@@ -34,7 +34,7 @@ from bench.seed import query, seed_sqlite
 from bench.servers import create_key, running_server
 
 TASKS, QUICK_TASKS = 300, 20
-HISTORY, QUICK_HISTORY = 10_000, 300
+HISTORY, QUICK_HISTORY = 100_000, 300
 POLL_SECONDS = 0.0005
 PATH = "dispatch: create → IN_PROGRESS, instant renderer"
 TARGET = "median ≤ 50 ms"

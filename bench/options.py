@@ -108,7 +108,7 @@ def profiled(args: argparse.Namespace, pid: int, name: str) -> Iterator[None]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     args.profile.mkdir(parents=True, exist_ok=True)
     out = args.profile / f"{name}.svg"
-    command = [py_spy, "record", "--pid", str(pid), "--output", str(out), "--rate", "250"]
+    command = [py_spy, "record", "--pid", str(pid), "--output", str(out), "--nonblocking"]
     if os.environ.get("BENCH_PROFILE_FORMAT"):  # e.g. raw: collapsed stacks, for scripts
         out = out.with_suffix(".txt")
         command[5] = str(out)

@@ -67,7 +67,7 @@ def machine() -> dict[str, str]:
         "system": f"{platform.system()} {platform.release()} ({platform.machine()})",
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load average at start": load_average(),
     }
     wrk = shutil.which("wrk")
     if wrk is not None:
@@ -104,6 +104,11 @@ def render_markdown(
     lines += ["", f"{held} of {judged} targets hold.", "", "## Notes", ""]
     lines += [f"- **#{row.number}** {row.notes}" for row in rows if row.notes]
     return "\n".join(lines) + "\n"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around the run."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _verdict(holds: bool | None) -> str:

@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 
 from bench import load, options
-from bench.report import Row, failed_row, machine, read_rows, render_markdown, write_rows
+from bench.report import (
+    Row,
+    failed_row,
+    load_average,
+    machine,
+    read_rows,
+    render_markdown,
+    write_rows,
+)
 from bench.servers import postgres_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +75,10 @@ def main() -> None:
         for name in chosen:
             result = Path(folder) / f"{name}.json"
             print(f"bench: {name} ({BENCHMARKS[name][1]})", file=sys.stderr, flush=True)
-            command = [sys.executable, "-m", f"bench.{name}", "--json", str(result)]
-            command += ["--loadgen", tool, *_passed_on(args)]
+            child = [sys.executable, "-m", f"bench.{name}", "--json", str(result)]
+            child += ["--loadgen", tool, *_passed_on(args)]
             try:
-                done = subprocess.run(command, cwd=ROOT, timeout=MODULE_TIMEOUT, check=False)
+                done = subprocess.run(child, cwd=ROOT, timeout=MODULE_TIMEOUT, check=False)
                 failure = None if done.returncode == 0 else f"exit status {done.returncode}"
             except subprocess.TimeoutExpired:
                 failure = f"no result in {MODULE_TIMEOUT} s"
@@ -82,6 +90,7 @@ def main() -> None:
                 reason = f"`python -m bench.{name}` failed ({failure}); see its output above"
                 rows.append(failed_row(number, what, "—", reason))
     seconds = time.perf_counter() - started
+    info["load average at end"] = load_average()
     command = " ".join(["bench/run", *sys.argv[1:]])
     args.output.write_text(
         render_markdown(rows, date=date, command=command, machine_info=info, seconds=seconds)

@@ -1,16 +1,19 @@
 """#5: end-to-end tasks per second with the instant renderer, SQLite and PostgreSQL.
 
-End to end: clients create tasks over HTTP (multipart, ``--clients`` at a time) on a
-server whose embedded worker (``--workers`` concurrent tasks) claims each, renders it
-with the instant renderer, stores the clip and finishes it. The rate is the number of
-tasks over the time from the first task's creation to the last one's completion, both
-read from the database (the server's own clock).
+End to end: ``--tasks`` multipart creates are sent over HTTP, ``--clients`` at a time,
+by ``bench.pyload`` (a raw asyncio client in its own process, far cheaper than httpx,
+so that the client is not the bottleneck) to a server whose embedded worker
+(``--workers`` concurrent tasks) claims each task, renders it with the instant
+renderer, stores the clip and finishes it. The rate is the number of tasks over the
+time from the first task's creation to the last one's completion, both read from
+the database (the server's own clock).
 
-The baseline, in the same run on a fresh database of the same kind: the store
-adapter's own rate, with the same number of concurrent chains each looping
-``create_task`` → ``claim_task`` → ``finish_task`` directly (no HTTP, no worker, no
-files): the insert and the updates a task costs at the least. Target: end to end at
-least 0.3 of the store's rate.
+The baseline, on a fresh database of the same kind: the store adapter's own rate in
+this process, with ``--clients`` concurrent chains each looping ``create_task`` →
+``claim_task`` → ``finish_task`` directly (no HTTP, no worker, no files): the insert
+and the updates a task costs at the least. Baseline and end-to-end runs alternate
+(``--rounds``), and the best of each counts. Target: end to end at least 0.3 of
+the store's rate.
 
 Run alone: ``python -m bench.throughput [--quick] [--tasks N] [--backends sqlite]``.
 """

@@ -215,7 +215,7 @@ class _Lease:
         self._task_id = task.id
         self._config = config
         self._progress = task.progress
-        self._written_at = 0.0
+        self._written_at = clock()  # the claim has just written the lease
         self._lost: LeaseLost | None = None
 
     async def progress(self, value: int) -> None:

@@ -109,9 +109,10 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
     )
     listener = None
     if settings.database_url.startswith(("postgresql://", "postgres://")):
-        from reelgate.store.postgres import PostgresListener
+        from reelgate.store.postgres import PostgresListener, PostgresStore
 
-        listener = PostgresListener(settings.database_url)
+        assert isinstance(store, PostgresStore)
+        listener = PostgresListener(settings.database_url, origin=store.origin)
     return Components(
         settings,
         store,

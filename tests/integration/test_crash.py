@@ -109,7 +109,7 @@ def test_kill_9_mid_render_loses_nothing(tmp_path: Path) -> None:
         recorded = dict(db.execute("SELECT id, output_key FROM tasks").fetchall())
     assert max(attempts.values()) >= 2, "no render was interrupted and resumed"
     blobs = tmp_path / "blobs"
-    outputs = sorted(str(p.relative_to(blobs)) for p in (blobs / "videos").glob("*/*.mp4"))
+    outputs = sorted(str(p.relative_to(blobs)) for p in (blobs / "videos").glob("*.mp4"))
     assert outputs == sorted(recorded.values()), "one output per task, the one it records"
     for key in outputs:
         with av.open(str(blobs / key)) as container:

@@ -203,7 +203,7 @@ def test_kill_9_of_one_worker_loses_nothing_and_renders_nothing_twice(
             )
         ]
         uploaded_before = {
-            task_id: len(versions(s3, f"{PREFIX}/videos/{task_id}/1.mp4")) for task_id in orphans
+            task_id: len(versions(s3, f"{PREFIX}/videos/{task_id}.1.mp4")) for task_id in orphans
         }
         assert orphans, "the victim held no task when it died"
         assert max(uploaded_before.values()) <= 1, uploaded_before

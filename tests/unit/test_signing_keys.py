@@ -66,3 +66,19 @@ async def test_first_key_only_when_there_is_none(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert await keys.authenticate(f"Bearer {secret}") == "default"
     assert await ensure_first_key(keys, path) is None
+
+
+async def test_active_keys_are_cached_briefly() -> None:
+    store = MemoryStore()
+    now = [1000.0]
+    here = KeyService(store, lambda: now[0], cache_seconds=1.0)
+    elsewhere = KeyService(store, lambda: now[0], cache_seconds=1.0)  # another process
+    key, secret = await here.create("alice")
+    assert await elsewhere.authenticate(f"Bearer {secret}") == "alice"
+    await here.revoke(key.id)
+    with pytest.raises(AuthenticationError):  # this process forgets at once
+        await here.authenticate(f"Bearer {secret}")
+    assert await elsewhere.authenticate(f"Bearer {secret}") == "alice"  # still cached
+    now[0] += 1.5
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await elsewhere.authenticate(f"Bearer {secret}")

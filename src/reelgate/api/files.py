@@ -42,7 +42,7 @@ async def download(
     return FileResponse(
         path,
         media_type="video/mp4",
-        filename=f"{key.split('/')[1]}.mp4" if key.count("/") >= 2 else None,
+        filename=key.rsplit("/", 1)[-1].split(".", 1)[0] + ".mp4",
         content_disposition_type="inline",
         headers={"Cache-Control": f"private, max-age={ttl}"},
     )

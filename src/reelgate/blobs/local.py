@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import shutil
@@ -49,12 +50,17 @@ class LocalBlobs:
         return Path(name)
 
     def _put_file(self, key: str, path: Path) -> None:
-        staged = self._staged()
         try:
-            shutil.move(path, staged)  # a rename when on the same file system
-            self._install(key, staged)
-        finally:
-            staged.unlink(missing_ok=True)
+            self._install(key, path)  # a rename, when on the same file system
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            staged = self._staged()  # another file system: copy beside the target first
+            try:
+                shutil.move(path, staged)
+                self._install(key, staged)
+            finally:
+                staged.unlink(missing_ok=True)
 
     def _put_bytes(self, key: str, data: bytes) -> None:
         staged = self._staged()

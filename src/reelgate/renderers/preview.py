@@ -261,7 +261,7 @@ class InstantRenderer:
                 await asyncio.sleep(delay / 10)
                 await progress(step * 10)
             await asyncio.sleep(delay / 10)
-        out_path.write_bytes(_tiny_clip())
+        await asyncio.to_thread(out_path.write_bytes, _tiny_clip())  # keep the loop free
         await progress(99)
 
     async def close(self) -> None:

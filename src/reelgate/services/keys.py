@@ -12,6 +12,7 @@ from reelgate.domain.task import ApiKey
 from reelgate.ports import Clock, TaskStore
 
 KEY_PREFIX = "rg_"
+_CACHE_LIMIT = 10_000
 
 
 def hash_key(secret: str) -> str:
@@ -20,11 +21,18 @@ def hash_key(secret: str) -> str:
 
 
 class KeyService:
-    """Create, list, revoke and authenticate bearer keys."""
+    """Create, list, revoke and authenticate bearer keys.
 
-    def __init__(self, store: TaskStore, clock: Clock) -> None:
+    Active keys are remembered for ``cache_seconds`` so that a poll costs no key
+    lookup; a revocation here takes effect at once, one made by another process
+    within ``cache_seconds``.
+    """
+
+    def __init__(self, store: TaskStore, clock: Clock, *, cache_seconds: float = 1.0) -> None:
         self._store = store
         self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._active: dict[str, tuple[str, float]] = {}  # key hash -> (owner, until)
 
     async def create(self, owner: str, name: str = "") -> tuple[ApiKey, str]:
         """Store a new key for ``owner``; return it and its secret (shown once)."""
@@ -46,7 +54,9 @@ class KeyService:
         return await self._store.list_keys()
 
     async def revoke(self, key_id: str) -> ApiKey:
-        return await self._store.revoke_key(key_id, now=self._clock())
+        key = await self._store.revoke_key(key_id, now=self._clock())
+        self._active.pop(key.key_hash, None)
+        return key
 
     async def authenticate(self, authorization: str | None) -> str:
         """The owner behind an ``Authorization: Bearer`` header, or ``AuthenticationError``."""
@@ -56,11 +66,20 @@ class KeyService:
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
             raise AuthenticationError("malformed Authorization header: expected 'Bearer <key>'")
-        key = await self._store.key_by_hash(hash_key(token))
+        digest = hash_key(token)
+        now = self._clock()
+        cached = self._active.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        key = await self._store.key_by_hash(digest)
         if key is None:
             raise AuthenticationError("invalid API key")
         if not key.active:
+            self._active.pop(digest, None)
             raise AuthenticationError("this API key has been revoked")
+        if len(self._active) >= _CACHE_LIMIT:
+            self._active.clear()
+        self._active[digest] = (key.owner, now + self._cache_seconds)
         return key.owner
 
 

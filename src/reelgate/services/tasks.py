@@ -24,7 +24,7 @@ def output_key(task_id: str, attempt: int = 1) -> str:
     One key per attempt: a worker that lost its lease unnoticed can never replace the
     video that another attempt recorded. Only the key the task records is served.
     """
-    return f"videos/{task_id}/{attempt}.mp4"
+    return f"videos/{task_id}.{attempt}.mp4"
 
 
 @dataclass(frozen=True, slots=True)

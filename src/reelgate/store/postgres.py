@@ -8,9 +8,11 @@ together apply each script once. Connection failures become ``Unavailable``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+import secrets
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -20,42 +22,58 @@ from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.store import sql
 
-T = TypeVar("T")
 log = logging.getLogger("reelgate.store")
 _MIGRATION_LOCK = 0x7265656C  # "reel"
 CHANNEL = "reelgate_tasks"
-_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
 
-_Q = {
-    name: sql.for_psycopg(text)
-    for name, text in {
-        "insert_task": sql.INSERT_TASK,
-        "insert_event": sql.INSERT_EVENT,
-        "select_task": sql.SELECT_TASK,
-        "heartbeat": sql.HEARTBEAT.format(greatest="GREATEST"),
-        "finish": sql.FINISH,
-        "expire": sql.EXPIRE,
-        "release": sql.RELEASE,
-        "select_events": sql.SELECT_EVENTS,
-        "insert_key": sql.INSERT_KEY,
-        "key_by_hash": sql.SELECT_KEY_BY_HASH,
-        "keys": sql.SELECT_KEYS,
-        "revoke_key": sql.REVOKE_KEY,
-    }.items()
-}
+
+def _recorded(change: str, detail: str, *, notify: bool = False) -> str:
+    """``change`` (… RETURNING the task columns) as one statement that records its events.
+
+    One statement is one transaction in autocommit mode: one round trip per write.
+    ``notify`` adds a NOTIFY, delivered to listening workers on commit.
+    """
+    extra = f", pg_notify('{CHANNEL}', :origin)" if notify else ""
+    return sql.for_psycopg(f"""
+WITH t AS ({change}),
+e AS (INSERT INTO task_events (task_id, at, status, progress, detail)
+      SELECT id, updated_at, status, progress, {detail} FROM t)
+SELECT {sql.TASK_COLUMNS}{extra} FROM t""")
 
 
 def _claim_sql(filtered: bool) -> str:
     models = " AND model = ANY(:models)" if filtered else ""
     pick = _PICK.format(claimable=sql.CLAIMABLE, models=models)
     text = sql.CLAIM.format(pick=pick, claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS)
-    return sql.for_psycopg(text)
+    return _recorded(text, "'attempt ' || attempts")
 
 
-_CLAIM = {False: _claim_sql(False), True: _claim_sql(True)}
+_Q = {
+    "create": _recorded(
+        f"{sql.INSERT_TASK} RETURNING {sql.TASK_COLUMNS}", "'created'", notify=True
+    ),
+    "claim": _claim_sql(False),
+    "claim_models": _claim_sql(True),
+    "heartbeat": sql.for_psycopg(sql.HEARTBEAT.format(greatest="GREATEST")),
+    "finish": _recorded(sql.FINISH, "error_code"),
+    "release": _recorded(sql.RELEASE, "'released'", notify=True),
+    "expire": _recorded(sql.EXPIRE, "error_code"),
+    **{
+        name: sql.for_psycopg(text)
+        for name, text in {
+            "select_task": sql.SELECT_TASK,
+            "select_events": sql.SELECT_EVENTS,
+            "insert_key": sql.INSERT_KEY,
+            "key_by_hash": sql.SELECT_KEY_BY_HASH,
+            "keys": sql.SELECT_KEYS,
+            "revoke_key": sql.REVOKE_KEY,
+        }.items()
+    },
+}
+_WIDTH = len(sql.TASK_COLUMNS.split(","))
 
 
 class PostgresListener:
@@ -65,8 +83,9 @@ class PostgresListener:
     fallback poll in case a notification is missed meanwhile.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, origin: str = "") -> None:
         self.url = url
+        self.origin = origin  # notifications from this origin are skipped
 
     async def run(self, wake: Callable[[], None]) -> None:
         """Listen until cancelled."""
@@ -77,8 +96,9 @@ class PostgresListener:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
                     wake()  # a notification may have been missed while away
-                    async for _ in conn.notifies():
-                        wake()
+                    async for notification in conn.notifies():
+                        if not self.origin or notification.payload != self.origin:
+                            wake()
             except psycopg.Error as exc:
                 log.warning("LISTEN %s: %s; reconnecting in %.1fs", CHANNEL, exc, delay)
             await asyncio.sleep(delay)
@@ -86,70 +106,71 @@ class PostgresListener:
 
 
 class PostgresStore:
-    """``TaskStore`` over a PostgreSQL database, through a connection pool."""
+    """``TaskStore`` over a PostgreSQL database, through a connection pool.
+
+    Connections run in autocommit mode: reads are one round trip, and every write
+    is one statement (its events recorded by a data-modifying CTE), so it is its
+    own transaction. Only migrations use an explicit transaction.
+    """
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
+        # Sent with each notification, so that the listener of the same process can
+        # skip what the process's local wake-up has already delivered.
+        self.origin = secrets.token_hex(8)
         self._pool = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             open=False,
             timeout=5.0,
-            kwargs={"autocommit": False},
+            kwargs={"autocommit": True},
         )
         self._opened = False
 
-    async def _tx(
-        self, fn: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]], timeout: float | None = None
-    ) -> T:
+    @contextlib.asynccontextmanager
+    async def _connection(self, timeout: float | None = None) -> AsyncIterator[Any]:
         if not self._opened:
             await self._pool.open()
             self._opened = True
         try:
-            async with (
-                self._pool.connection(timeout=timeout) as conn,
-                conn.transaction(),
-                conn.cursor() as cur,
-            ):
-                return await fn(cur)
+            async with self._pool.connection(timeout=timeout) as conn:
+                yield conn
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
             raise Unavailable(f"postgresql: {exc}") from exc
         except TimeoutError as exc:  # the pool found no working connection in time
             raise Unavailable("postgresql: no connection available") from exc
 
-    async def _rows(self, statement: str, params: dict[str, Any]) -> list[Any]:
-        async def run(cur: psycopg.AsyncCursor[Any]) -> list[Any]:
-            await cur.execute(statement, params)
-            return await cur.fetchall()
+    async def _rows(
+        self, statement: str, params: Mapping[str, Any], timeout: float | None = None
+    ) -> list[Any]:
+        async with self._connection(timeout) as conn:
+            cursor = await conn.execute(statement, params)
+            return await cursor.fetchall() if cursor.description else []
 
-        return await self._tx(run)
+    async def _tasks(self, statement: str, params: Mapping[str, Any]) -> list[Task]:
+        return [sql.task_from_row(row[:_WIDTH]) for row in await self._rows(statement, params)]
 
     # lifecycle -------------------------------------------------------------
 
     async def migrate(self) -> None:
-        async def run(cur: psycopg.AsyncCursor[Any]) -> None:
-            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            await cur.execute(
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
-            await cur.execute("SELECT version FROM schema_migrations")
-            done = {row[0] for row in await cur.fetchall()}
+            cursor = await conn.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
             for version, script in sql.migrations("postgresql"):
                 if version not in done:
-                    await cur.execute(script.encode())
-                    await cur.execute(
+                    await conn.execute(script.encode())
+                    await conn.execute(
                         "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
                     )
 
-        await self._tx(run)
-
     async def ping(self) -> None:
-        async def run(cur: psycopg.AsyncCursor[Any]) -> None:
-            await cur.execute("SELECT 1")
-
-        await self._tx(run, timeout=2.0)  # a probe answers fast, even when the database is away
+        await self._rows("SELECT 1", {}, timeout=2.0)  # a probe answers fast, even when away
 
     async def close(self) -> None:
         if self._opened:
@@ -159,16 +180,11 @@ class PostgresStore:
     # tasks -----------------------------------------------------------------
 
     async def create_task(self, task: Task) -> None:
-        async def run(cur: psycopg.AsyncCursor[Any]) -> None:
-            await cur.execute(_Q["insert_task"], sql.task_params(task))
-            await cur.execute(_Q["insert_event"], sql.event_params(task, "created"))
-            await cur.execute(_NOTIFY)  # delivered to listening workers on commit
-
-        await self._tx(run)
+        await self._rows(_Q["create"], {**sql.task_params(task), "origin": self.origin})
 
     async def get_task(self, task_id: str) -> Task | None:
-        rows = await self._rows(_Q["select_task"], {"id": task_id})
-        return sql.task_from_row(rows[0]) if rows else None
+        tasks = await self._tasks(_Q["select_task"], {"id": task_id})
+        return tasks[0] if tasks else None
 
     async def claim_task(
         self,
@@ -186,19 +202,8 @@ class PostgresStore:
             "max_attempts": max_attempts,
             "models": list(models or ()),
         }
-
-        async def run(cur: psycopg.AsyncCursor[Any]) -> Task | None:
-            await cur.execute(_CLAIM[models is not None], params)
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            task = sql.task_from_row(row)
-            await cur.execute(
-                _Q["insert_event"], sql.event_params(task, f"attempt {task.attempts}")
-            )
-            return task
-
-        return await self._tx(run)
+        tasks = await self._tasks(_Q["claim" if models is None else "claim_models"], params)
+        return tasks[0] if tasks else None
 
     async def heartbeat(
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
@@ -206,7 +211,7 @@ class PostgresStore:
         params = sql.lease_params(
             task_id, worker, now, lease_until=now + lease_seconds, progress=progress
         )
-        return await self._leased(_Q["heartbeat"], params, record=False)
+        return await self._leased(_Q["heartbeat"], params)
 
     async def finish_task(
         self,
@@ -224,41 +229,21 @@ class PostgresStore:
             task_id, worker, now, status=status.value, output_key=output_key,
             error_code=error_code, error_message=error_message,
         )  # fmt: skip
-        return await self._leased(_Q["finish"], params, detail=error_code)
+        return await self._leased(_Q["finish"], params)
 
     async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
-        params = sql.lease_params(task_id, worker, now)
-        return await self._leased(_Q["release"], params, detail="released", notify=True)
+        params = sql.lease_params(task_id, worker, now, origin=self.origin)
+        return await self._leased(_Q["release"], params)
 
-    async def _leased(
-        self, statement: str, params: dict[str, Any], *, detail: str | None = None,
-        record: bool = True, notify: bool = False,
-    ) -> Task:  # fmt: skip
+    async def _leased(self, statement: str, params: dict[str, Any]) -> Task:
         """Run a conditional update on a leased task; ``LeaseLost`` when it matched nothing."""
-
-        async def run(cur: psycopg.AsyncCursor[Any]) -> Task:
-            await cur.execute(statement, params)
-            row = await cur.fetchone()
-            if row is None:
-                raise LeaseLost(f"worker {params['worker']} no longer holds task {params['id']}")
-            task = sql.task_from_row(row)
-            if record:
-                await cur.execute(_Q["insert_event"], sql.event_params(task, detail))
-            if notify:  # the task is claimable again: wake a worker
-                await cur.execute(_NOTIFY)
-            return task
-
-        return await self._tx(run)
+        tasks = await self._tasks(statement, params)
+        if not tasks:
+            raise LeaseLost(f"worker {params['worker']} no longer holds task {params['id']}")
+        return tasks[0]
 
     async def expire_tasks(self, *, now: float, max_attempts: int) -> list[Task]:
-        async def run(cur: psycopg.AsyncCursor[Any]) -> list[Task]:
-            await cur.execute(_Q["expire"], {"now": now, "max_attempts": max_attempts})
-            tasks = [sql.task_from_row(row) for row in await cur.fetchall()]
-            for task in tasks:
-                await cur.execute(_Q["insert_event"], sql.event_params(task, task.error_code))
-            return tasks
-
-        return await self._tx(run)
+        return await self._tasks(_Q["expire"], {"now": now, "max_attempts": max_attempts})
 
     async def list_events(self, task_id: str) -> list[Event]:
         rows = await self._rows(_Q["select_events"], {"task_id": task_id})
@@ -267,10 +252,7 @@ class PostgresStore:
     # keys ------------------------------------------------------------------
 
     async def add_key(self, key: ApiKey) -> None:
-        async def run(cur: psycopg.AsyncCursor[Any]) -> None:
-            await cur.execute(_Q["insert_key"], dict(sql.key_params(key)))
-
-        await self._tx(run)
+        await self._rows(_Q["insert_key"], sql.key_params(key))
 
     async def key_by_hash(self, key_hash: str) -> ApiKey | None:
         rows = await self._rows(_Q["key_by_hash"], {"key_hash": key_hash})

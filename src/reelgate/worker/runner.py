@@ -142,8 +142,8 @@ class Worker:
     async def _process(self, task: Task) -> None:
         log.info("rendering %s (%s, attempt %d)", task.id, task.spec.model, task.attempts)
         lease = _Lease(self._store, self._clock, self.id, task, self._config)
-        scratch = Path(tempfile.mkdtemp(prefix="render-", dir=self._config.scratch_dir))
-        out_path = scratch / "out.mp4"
+        scratch = self._config.scratch_dir or Path(tempfile.gettempdir())
+        out_path = scratch / f"{self.id}.{task.id}.{task.attempts}.mp4"
         try:
             key = await self._stored_output(task)
             if key is None:
@@ -171,8 +171,6 @@ class Worker:
             await lease.finish(Status.ERROR, error_code="internal_error", error_message=str(exc))
         finally:
             out_path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                scratch.rmdir()
 
     async def _stored_output(self, task: Task) -> str | None:
         """An earlier attempt's output, stored before its worker died: no need to render again.

@@ -13,12 +13,10 @@ and writes ``bench/RESULTS.md``. Servers run as subprocesses and load comes from
 | ``throughput`` | #5 end-to-end tasks/s vs. the store's own rate (SQLite, PostgreSQL) |
 | ``render`` | #6 the preview renderer vs. encoding ready-made frames |
 | ``memory`` | #7 server RSS with 100,000 tasks vs. an empty store |
+| ``scaleout`` | #8 end-to-end tasks/s with 1, 2 and 4 worker processes vs. 1 (PostgreSQL) |
 
 Helpers: ``servers`` (subprocess servers, keys, throwaway PostgreSQL databases),
 ``seed`` (fast store seeding), ``load`` (wrk, its Lua scripts and its output),
 ``pyload`` (the Python fallback load generator), ``forms`` (the create request),
 ``options`` (the shared command line) and ``report`` (rows, the machine, RESULTS.md).
-
-``scaleout`` stands apart (the scale-out work's own script, not run by ``bench/run``):
-end-to-end tasks/s with 1, 2 and 4 worker processes on PostgreSQL.
 """

@@ -39,6 +39,7 @@ BENCHMARKS = {
     "throughput": ("5", "end-to-end tasks/s"),
     "render": ("6", "the preview renderer"),
     "memory": ("7", "server RSS"),
+    "scaleout": ("8", "end-to-end tasks/s with 1, 2 and 4 worker processes"),
 }
 MODULE_TIMEOUT = 600
 

@@ -1,16 +1,24 @@
-"""End-to-end tasks per second with 1, 2 and 4 worker processes on PostgreSQL.
+"""#8: end-to-end tasks per second with 1, 2 and 4 worker processes on PostgreSQL.
 
 For each number of worker processes N, on a fresh database: one API process
 (``reelgate serve --workers 0``) and N ``reelgate worker`` processes with the
 instant renderer (no delay) and local file storage shared by all; ``--tasks``
 tasks are submitted as fast as ``--clients`` concurrent HTTP requests allow,
 and the clock runs from the first submission until every task is SUCCESS (read
-from the database directly, so that polling adds no load to the API). It
-prints a markdown table: tasks per second for each N and the ratio to N=1.
+from the database directly, so that polling adds no load to the API).
+
+The baseline is the one-process figure: each row is N processes' tasks/s with its
+ratio to one process's, measured in the same run. Rounds (``--rounds``) go through
+the worker counts in turn (1, 2, 4, then 4, 2, 1, …), and the best of each counts.
+No target: the figure says how throughput grows with workers (with one API process
+on a small machine, the API is often the limit; ``--drain`` also times the workers
+emptying a queue on their own). ``--seconds``, ``--connections`` and ``--loadgen``
+do not apply; ``--profile`` records the API process.
 
 Needs the PostgreSQL server (``--admin-url``, default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) to create and drop its
-databases. Run: ``.venv/bin/python bench/scaleout.py`` (``--quick``: a tiny run).
+databases. Run alone: ``python -m bench.scaleout [--quick] [--tasks N] [--workers 1,2,4]``
+(``--quick``: 1 and 2 processes, 40 tasks); it also prints a markdown table.
 """
 
 from __future__ import annotations
@@ -26,13 +34,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 
+from bench import options
+from bench.report import Row, failed_row
+
+TASKS, QUICK_TASKS = 1000, 40
+TARGET = "reported (how throughput grows with workers)"
 MODEL = "doubao-seedance-2-0-fast"
 SIGNING_SECRET = "bench-scaleout-signing-secret-0123456789"
 ADMIN_URL = os.environ.get(
@@ -171,13 +184,20 @@ async def wait_done(url: str, tasks: int, procs: Processes) -> None:
 
 
 async def run_once(
-    admin_url: str, workers: int, tasks: int, concurrency: int, clients: int, drain: bool
+    admin_url: str,
+    workers: int,
+    tasks: int,
+    concurrency: int,
+    clients: int,
+    drain: bool,
+    args: argparse.Namespace | None = None,
 ) -> Result:
     """Measure ``tasks`` tasks through one API process and ``workers`` worker processes.
 
     With ``drain``, then also how fast the workers empty a queue of ``tasks`` more
     tasks, submitted while they are stopped (SIGSTOP) and released at once (SIGCONT):
-    the worker side's throughput without the API's.
+    the worker side's throughput without the API's. With ``args.profile``, records
+    the API process while it runs.
     """
     with database(admin_url) as url, tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
         folder = Path(tmp)
@@ -191,7 +211,7 @@ async def run_once(
         procs = Processes(env, folder)
         port = free_port()
         try:
-            procs.start("api", "serve", "--workers", "0", "--port", str(port))
+            api, _ = procs.start("api", "serve", "--workers", "0", "--port", str(port))
             base_url = f"http://127.0.0.1:{port}"
             await wait_ready(base_url, procs, [])  # it migrates and makes the first key
             procs.env["REELGATE_LOG_LEVEL"] = "info"  # the workers announce themselves
@@ -201,22 +221,26 @@ async def run_once(
             ]
             await wait_ready(base_url, procs, logs)
             key = (folder / "api" / "first-api-key").read_text().strip()
-            started = time.perf_counter()
-            done = asyncio.create_task(wait_done(url, tasks, procs))
-            await submit(base_url, key, tasks, clients)
-            submitted = time.perf_counter() - started
-            await done
-            total = time.perf_counter() - started
-            if not drain:
-                return Result(workers, tasks, submitted, total)
-            procs.signal(signal.SIGSTOP, names)
-            try:
+            profile: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+            if args is not None:
+                profile = options.profiled(args, api.pid, f"scaleout-{workers}w-api")
+            with profile:
+                started = time.perf_counter()
+                done = asyncio.create_task(wait_done(url, tasks, procs))
                 await submit(base_url, key, tasks, clients)
-                began = time.perf_counter()
-            finally:
-                procs.signal(signal.SIGCONT, names)
-            await wait_done(url, 2 * tasks, procs)
-            return Result(workers, tasks, submitted, total, time.perf_counter() - began)
+                submitted = time.perf_counter() - started
+                await done
+                total = time.perf_counter() - started
+                if not drain:
+                    return Result(workers, tasks, submitted, total)
+                procs.signal(signal.SIGSTOP, names)
+                try:
+                    await submit(base_url, key, tasks, clients)
+                    began = time.perf_counter()
+                finally:
+                    procs.signal(signal.SIGCONT, names)
+                await wait_done(url, 2 * tasks, procs)
+                return Result(workers, tasks, submitted, total, time.perf_counter() - began)
         finally:
             procs.stop()
 
@@ -242,33 +266,127 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print the table; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--workers", default="1,2,4", help="worker process counts (1,2,4)")
-    parser.add_argument("--tasks", type=int, default=1000, help="tasks per run (1000)")
-    parser.add_argument("--concurrency", type=int, default=8, help="renders per worker (8)")
-    parser.add_argument("--clients", type=int, default=32, help="requests in flight (32)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's own options."""
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts [1,2,4]")
+    parser.add_argument(
+        "--tasks", type=int, default=None, help=f"tasks per run [{TASKS}, quick {QUICK_TASKS}]"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="renders per worker [8]")
+    parser.add_argument("--clients", type=int, default=32, help="requests in flight [32]")
     parser.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL URL to create DBs")
-    parser.add_argument("--quick", action="store_true", help="a tiny run: 1,2 workers, 40 tasks")
     parser.add_argument(
         "--drain", action="store_true", help="also time emptying a queue of as many tasks"
     )
-    args = parser.parse_args(argv)
-    counts = [int(n) for n in args.workers.split(",")]
-    tasks = args.tasks
+
+
+def worker_counts(args: argparse.Namespace) -> list[int]:
+    """The numbers of worker processes to run (quick mode: at most 2)."""
+    counts = [int(n) for n in args.workers.split(",") if n.strip()]
     if args.quick:
-        counts, tasks = [n for n in counts if n <= 2] or [1], 40
-    results = [
-        asyncio.run(run_once(args.admin_url, n, tasks, args.concurrency, args.clients, args.drain))
+        counts = [n for n in counts if n <= 2] or [1]
+    return counts
+
+
+def measure(args: argparse.Namespace) -> list[Row]:
+    """Each worker count's best rate over the rounds; one row per count."""
+    counts = worker_counts(args)
+    tasks = args.tasks or (QUICK_TASKS if args.quick else TASKS)
+    rounds = options.rounds(args)
+    runs: dict[int, list[Result]] = {n: [] for n in counts}
+    errors: dict[int, str] = {}
+    for round_ in range(rounds):
+        for n in counts if round_ % 2 == 0 else reversed(counts):
+            if n in errors:
+                continue
+            run = run_once(
+                args.admin_url, n, tasks, args.concurrency, args.clients, args.drain, args
+            )
+            try:
+                result = asyncio.run(run)
+            except (RuntimeError, OSError, psycopg.Error, httpx.HTTPError) as exc:
+                message = " ".join(str(exc).split())  # one line: a note of RESULTS.md
+                errors[n] = f"{type(exc).__name__}: {message[-600:]}"
+                continue
+            runs[n].append(result)
+    best = {n: max(runs[n], key=lambda r: r.rate) for n in counts if n not in errors}
+    rows = [
+        failed_row(_number(n), _path(n), TARGET, errors[n])
+        if n in errors
+        else _row(args, n, tasks, rounds, runs[n], best)
         for n in counts
     ]
-    print(
-        f"End-to-end throughput on PostgreSQL, instant renderer, one API process; "
-        f"{os.cpu_count()} CPUs, {args.concurrency} renders per worker, "
-        f"{args.clients} requests in flight.\n"
+    if best:
+        print(
+            f"End-to-end throughput on PostgreSQL, instant renderer, one API process; "
+            f"{os.cpu_count()} CPUs, {args.concurrency} renders per worker, "
+            f"{args.clients} requests in flight; best of {rounds}.\n"
+        )
+        print(table(list(best.values())) + "\n")
+    return rows
+
+
+def _number(workers: int) -> str:
+    return f"8 {workers}w"
+
+
+def _path(workers: int) -> str:
+    processes = "process" if workers == 1 else "processes"
+    return f"end to end with {workers} worker {processes}, PostgreSQL, instant renderer"
+
+
+def _row(
+    args: argparse.Namespace,
+    workers: int,
+    tasks: int,
+    rounds: int,
+    results: list[Result],
+    best: dict[int, Result],
+) -> Row:
+    """The row of ``workers`` processes: their best rate against one process's."""
+    rate = best[workers].rate
+    one = best.get(1)
+    ratio = None if one is None else rate / one.rate
+    baseline = "—" if one is None else f"{one.rate:,.0f} tasks/s (1 process)"
+    processes, each = ("process", "") if workers == 1 else ("processes", " each")
+    runs = "one run" if rounds == 1 else f"{rounds} rounds, best of each"
+    notes = (
+        f"{workers} `reelgate worker` {processes} (concurrency {args.concurrency}{each}) and "
+        f"one API process, {tasks:,} tasks, {args.clients} requests in flight: "
+        f"{_rates(r.rate for r in results)} tasks/s (from the first submission to the last "
+        f"SUCCESS; submitting took {best[workers].submit_s:.2f} s of "
+        f"{best[workers].total_s:.2f} s); {runs}."
     )
-    print(table(results))
+    values = {"rate": rate, "submit_s": best[workers].submit_s, "total_s": best[workers].total_s}
+    drain_rate = best[workers].drain_rate
+    if drain_rate is not None:
+        notes += f" A queue of {tasks:,} drained at {drain_rate:,.0f} tasks/s."
+        values["drain_rate"] = drain_rate
+    if one is not None:
+        values["baseline_rate"] = one.rate
+    return Row(
+        _number(workers),
+        _path(workers),
+        f"{rate:,.0f} tasks/s",
+        baseline,
+        ratio,
+        TARGET,
+        None,
+        notes,
+        values,
+    )
+
+
+def _rates(rates: Iterable[float]) -> str:
+    return ", ".join(f"{rate:,.0f}" for rate in rates)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run #8, print its rows (and a markdown table), write them where ``--json`` says."""
+    parser = options.parser(__doc__, prog="python -m bench.scaleout")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    options.finish(args, measure(args))
     return 0
 
 

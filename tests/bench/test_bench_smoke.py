@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from bench.load import Load, lua_script, parse_wrk, pick_tool
-from bench.report import Row, read_rows
+from bench.report import Row, read_rows, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 180
@@ -68,6 +68,7 @@ def run_benchmark(module: str, tmp_path: Path, *extra: str) -> list[Row]:
         ),
         ("render", (), ["6 480p text", "6 480p image"]),
         ("memory", (), ["7 idle", "7 load"]),
+        pytest.param("scaleout", (), ["8 1w", "8 2w"], marks=pytest.mark.postgres),
     ],
 )
 def test_benchmark_runs_and_reports(
@@ -116,3 +117,12 @@ def test_quick_mode_without_wrk_falls_back_to_python(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr("bench.load.shutil.which", lambda _: None)
     assert pick_tool("auto", quick=True) == "python"
     assert pick_tool("python", quick=False) == "python"
+
+
+def test_a_reported_figure_has_no_verdict() -> None:
+    row = Row("8 2w", "end to end", "150 tasks/s", "140 tasks/s", 1.07, "reported", None)
+    text = render_markdown(
+        [row], date="today", command="bench/run", machine_info={"cores": "2"}, seconds=1
+    )
+    assert "| 8 2w | end to end | 150 tasks/s | 140 tasks/s | 1.07 | reported | — |" in text
+    assert "0 of 0 targets hold." in text

@@ -10,7 +10,7 @@ the database (the server's own clock).
 
 The baseline, on a fresh database of the same kind: the store adapter's own rate in
 this process, with ``--clients`` concurrent chains each looping ``create_task`` →
-``claim_task`` → ``finish_task`` directly (no HTTP, no worker, no files): the insert
+``claim_tasks`` → ``finish_task`` directly (no HTTP, no worker, no files): the insert
 and the updates a task costs at the least. Baseline and end-to-end runs alternate
 (``--rounds``), and the best of each counts. Target: end to end at least 0.3 of
 the store's rate.
@@ -48,7 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This benchmark's own options."""
     parser.add_argument("--tasks", type=int, default=None, help=f"tasks per run [{TASKS}]")
     parser.add_argument("--clients", type=int, default=8, help="concurrent creates")
-    parser.add_argument("--workers", type=int, default=4, help="the worker's concurrency")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="the worker's concurrency (instant renders are I/O-bound: in-flight tasks, not cores)",
+    )
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
 
 
@@ -159,9 +164,10 @@ async def _store_rate(url: str, count: int, chains: int) -> float:
             await store.create_task(submitted_task(time.time()))
             claimed = None
             while claimed is None:  # PostgreSQL's SKIP LOCKED may pass over a row held now
-                claimed = await store.claim_task(
+                batch = await store.claim_tasks(
                     worker=worker, now=time.time(), lease_seconds=30, max_attempts=3
                 )
+                claimed = batch[0] if batch else None
             await store.finish_task(
                 claimed.id,
                 worker=worker,

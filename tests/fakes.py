@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from reelgate.domain.errors import RenderError, RenderRejected
-from reelgate.ports import ProgressFn, RenderJob
+from reelgate.domain.task import Task
+from reelgate.ports import ProgressFn, RenderJob, TaskStore
 
 TINY_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
@@ -41,3 +43,9 @@ class ScriptedRenderer:
 
     async def close(self) -> None:
         return None
+
+
+async def claim_one(store: TaskStore, **kwargs: Any) -> Task | None:
+    """The oldest claimable task, claimed alone (``claim_tasks`` with ``limit=1``)."""
+    tasks = await store.claim_tasks(limit=1, **kwargs)
+    return tasks[0] if tasks else None

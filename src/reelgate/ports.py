@@ -37,7 +37,7 @@ class TaskStore(Protocol):
 
     async def get_task(self, task_id: str) -> Task | None: ...
 
-    async def claim_task(
+    async def claim_tasks(
         self,
         *,
         worker: str,
@@ -45,11 +45,12 @@ class TaskStore(Protocol):
         lease_seconds: float,
         max_attempts: int,
         models: Collection[str] | None = None,
-    ) -> Task | None:
-        """Atomically take the oldest claimable task and lease it to ``worker``.
+        limit: int = 1,
+    ) -> list[Task]:
+        """Atomically take up to ``limit`` claimable tasks, oldest first, leased to ``worker``.
 
         Claimable: SUBMITTED, or IN_PROGRESS whose lease expired before ``now``
-        and that has been attempted fewer than ``max_attempts`` times. The task
+        and that has been attempted fewer than ``max_attempts`` times. Each
         becomes IN_PROGRESS with ``attempts`` one higher.
         """
 

@@ -13,6 +13,7 @@ from reelgate.domain.status import Status
 from reelgate.domain.task import ApiKey, Task, TaskSpec, new_task_id
 from reelgate.ports import TaskStore
 from reelgate.store import open_store
+from tests.fakes import claim_one
 from tests.pg import temporary_database, truncate
 
 LEASE = 30.0
@@ -67,19 +68,19 @@ async def test_claim_takes_oldest_first_and_only_once(store: TaskStore) -> None:
     late, early = make_task(2000.0), make_task(1000.0)
     await store.create_task(late)
     await store.create_task(early)
-    first = await store.claim_task(
-        worker="w1", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    first = await claim_one(
+        store, worker="w1", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert first is not None and first.id == early.id
     assert first.status is Status.IN_PROGRESS
     assert (first.lease_owner, first.lease_until, first.attempts) == ("w1", 3030.0, 1)
-    second = await store.claim_task(
-        worker="w2", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    second = await claim_one(
+        store, worker="w2", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert second is not None and second.id == late.id
     assert (
-        await store.claim_task(
-            worker="w3", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        await claim_one(
+            store, worker="w3", now=3000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
         is None
     )
@@ -89,8 +90,8 @@ async def test_claim_filters_models(store: TaskStore) -> None:
     task = make_task(model="doubao-seedance-1-0-pro")
     await store.create_task(task)
     kwargs = {"worker": "w", "now": 2000.0, "lease_seconds": LEASE, "max_attempts": 3}
-    assert await store.claim_task(models=["doubao-seedance-2-0"], **kwargs) is None  # type: ignore[arg-type]
-    claimed = await store.claim_task(models=["doubao-seedance-1-0-pro"], **kwargs)  # type: ignore[arg-type]
+    assert await claim_one(store, models=["doubao-seedance-2-0"], **kwargs) is None  # type: ignore[arg-type]
+    claimed = await claim_one(store, models=["doubao-seedance-1-0-pro"], **kwargs)  # type: ignore[arg-type]
     assert claimed is not None and claimed.id == task.id
 
 
@@ -100,8 +101,8 @@ async def test_concurrent_claims_never_share_a_task(store: TaskStore) -> None:
         await store.create_task(task)
 
     async def claim(worker: str) -> Task | None:
-        return await store.claim_task(
-            worker=worker, now=5000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        return await claim_one(
+            store, worker=worker, now=5000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
 
     claimed = await asyncio.gather(*(claim(f"w{i}") for i in range(30)))
@@ -111,8 +112,8 @@ async def test_concurrent_claims_never_share_a_task(store: TaskStore) -> None:
 
 async def test_heartbeat_never_lowers_progress(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(
-        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    task = await claim_one(
+        store, worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert task is not None
     beat = await store.heartbeat(task.id, worker="w1", now=2010.0, lease_seconds=LEASE, progress=40)
@@ -127,19 +128,19 @@ async def test_heartbeat_never_lowers_progress(store: TaskStore) -> None:
 
 async def test_expired_lease_is_reclaimed_and_keeps_progress(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(
-        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    task = await claim_one(
+        store, worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert task is not None
     await store.heartbeat(task.id, worker="w1", now=2001.0, lease_seconds=LEASE, progress=55)
     assert (
-        await store.claim_task(
-            worker="w2", now=2020.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        await claim_one(
+            store, worker="w2", now=2020.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
         is None
     )
-    again = await store.claim_task(
-        worker="w2", now=2040.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    again = await claim_one(
+        store, worker="w2", now=2040.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert again is not None and again.id == task.id
     assert (again.status, again.progress, again.attempts) == (Status.IN_PROGRESS, 55, 2)
@@ -156,8 +157,8 @@ async def test_expired_lease_is_reclaimed_and_keeps_progress(store: TaskStore) -
 
 async def test_terminal_tasks_never_move(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(
-        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    task = await claim_one(
+        store, worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert task is not None
     failed = await store.finish_task(
@@ -182,8 +183,8 @@ async def test_terminal_tasks_never_move(store: TaskStore) -> None:
     with pytest.raises(LeaseLost):
         await store.heartbeat(task.id, worker="w1", now=2003.0, lease_seconds=LEASE, progress=99)
     assert (
-        await store.claim_task(
-            worker="w2", now=9999.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        await claim_one(
+            store, worker="w2", now=9999.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
         is None
     )
@@ -194,14 +195,14 @@ async def test_retry_limit_ends_in_error(store: TaskStore) -> None:
     await store.create_task(make_task())
     now = 2000.0
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        task = await store.claim_task(
-            worker=f"w{attempt}", now=now, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        task = await claim_one(
+            store, worker=f"w{attempt}", now=now, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
         assert task is not None and task.attempts == attempt
         now += LEASE + 1
     assert (
-        await store.claim_task(
-            worker="late", now=now, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+        await claim_one(
+            store, worker="late", now=now, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
         )
         is None
     )
@@ -227,8 +228,8 @@ async def test_keys(store: TaskStore) -> None:
 
 async def test_release_hands_the_task_back_at_once(store: TaskStore) -> None:
     await store.create_task(make_task())
-    task = await store.claim_task(
-        worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    task = await claim_one(
+        store, worker="w1", now=2000.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert task is not None
     await store.heartbeat(task.id, worker="w1", now=2001.0, lease_seconds=LEASE, progress=30)
@@ -240,9 +241,25 @@ async def test_release_hands_the_task_back_at_once(store: TaskStore) -> None:
         30,
         None,
     )
-    again = await store.claim_task(
-        worker="w2", now=2003.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
+    again = await claim_one(
+        store, worker="w2", now=2003.0, lease_seconds=LEASE, max_attempts=MAX_ATTEMPTS
     )
     assert again is not None and again.id == task.id and again.attempts == 1
     with pytest.raises(LeaseLost):
         await store.heartbeat(task.id, worker="w1", now=2004.0, lease_seconds=LEASE, progress=50)
+
+
+async def test_a_batch_claim_takes_the_oldest_up_to_its_limit(store: TaskStore) -> None:
+    tasks = [make_task(1000.0 + i) for i in range(5)]
+    for task in reversed(tasks):
+        await store.create_task(task)
+    kwargs = {"now": 2000.0, "lease_seconds": LEASE, "max_attempts": MAX_ATTEMPTS}
+    first = await store.claim_tasks(worker="w1", limit=3, **kwargs)  # type: ignore[arg-type]
+    assert [t.id for t in first] == [t.id for t in tasks[:3]]
+    assert all(t.lease_owner == "w1" and t.attempts == 1 for t in first)
+    rest = await store.claim_tasks(worker="w2", limit=10, **kwargs)  # type: ignore[arg-type]
+    assert [t.id for t in rest] == [t.id for t in tasks[3:]]
+    assert await store.claim_tasks(worker="w3", limit=10, **kwargs) == []  # type: ignore[arg-type]
+    for task in tasks:
+        details = [e.detail for e in await store.list_events(task.id)]
+        assert details == ["created", "attempt 1"]

@@ -16,7 +16,7 @@ from reelgate.services.tasks import TaskService, output_key
 from reelgate.store.memory import MemoryStore
 from reelgate.worker.runner import Worker, WorkerConfig
 from reelgate.worker.wakeup import LocalWakeup
-from tests.fakes import ScriptedRenderer
+from tests.fakes import ScriptedRenderer, claim_one
 
 MODEL = "doubao-seedance-2-0"
 
@@ -111,8 +111,8 @@ async def test_a_lost_lease_abandons_the_render(tmp_path: Path) -> None:
     burst = asyncio.create_task(worker.run_burst())
     await asyncio.wait_for(renderer.running.wait(), 5)
     rig.clock.now += 100  # the lease expires; another worker takes the task over
-    other = await rig.store.claim_task(
-        worker="other", now=rig.clock.now, lease_seconds=30, max_attempts=3
+    other = await claim_one(
+        rig.store, worker="other", now=rig.clock.now, lease_seconds=30, max_attempts=3
     )
     assert other is not None and other.id == task_id and other.attempts == 2
     assert renderer.release is not None
@@ -126,8 +126,8 @@ async def test_expired_after_the_last_attempt_ends_in_error(tmp_path: Path) -> N
     rig = Rig(ScriptedRenderer(), tmp_path, max_attempts=2)
     task_id = await rig.create()
     for worker in ("a", "b"):
-        assert await rig.store.claim_task(
-            worker=worker, now=rig.clock.now, lease_seconds=30, max_attempts=2
+        assert await claim_one(
+            rig.store, worker=worker, now=rig.clock.now, lease_seconds=30, max_attempts=2
         )
         rig.clock.now += 31
     await rig.worker().run_burst()
@@ -178,7 +178,7 @@ async def test_a_retry_reuses_an_output_stored_before_the_crash(tmp_path: Path) 
     renderer = ScriptedRenderer()
     rig = Rig(renderer, tmp_path)
     task_id = await rig.create()
-    dead = await rig.store.claim_task(worker="dead", now=rig.clock.now, lease_seconds=30,
+    dead = await claim_one(rig.store, worker="dead", now=rig.clock.now, lease_seconds=30,
                                       max_attempts=3)  # fmt: skip
     assert dead is not None
     await rig.blobs.put_bytes(output_key(task_id, 1), b"rendered before the crash")

@@ -50,7 +50,7 @@ class MemoryStore:
     async def get_task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
-    async def claim_task(
+    async def claim_tasks(
         self,
         *,
         worker: str,
@@ -58,7 +58,9 @@ class MemoryStore:
         lease_seconds: float,
         max_attempts: int,
         models: Collection[str] | None = None,
-    ) -> Task | None:
+        limit: int = 1,
+    ) -> list[Task]:
+        claimed: list[Task] = []
         async with self._lock:
             for task in sorted(self._tasks.values(), key=lambda t: t.created_at):
                 if models is not None and task.spec.model not in models:
@@ -69,18 +71,18 @@ class MemoryStore:
                     and task.lease_until < now
                     and task.attempts < max_attempts
                 )
-                if task.status is Status.SUBMITTED or expired:
-                    claimed = task.moved(
+                if len(claimed) < limit and (task.status is Status.SUBMITTED or expired):
+                    taken = task.moved(
                         Status.IN_PROGRESS,
                         lease_owner=worker,
                         lease_until=now + lease_seconds,
                         attempts=task.attempts + 1,
                         updated_at=now,
                     )
-                    self._tasks[task.id] = claimed
-                    self._record(claimed, f"attempt {claimed.attempts}")
-                    return claimed
-            return None
+                    self._tasks[task.id] = taken
+                    self._record(taken, f"attempt {taken.attempts}")
+                    claimed.append(taken)
+            return claimed
 
     def _leased(self, task_id: str, worker: str) -> Task:
         task = self._tasks.get(task_id)

@@ -27,7 +27,7 @@ _MIGRATION_LOCK = 0x7265656C  # "reel"
 CHANNEL = "reelgate_tasks"
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
-ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
+ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED"""
 
 
 def _recorded(change: str, detail: str, *, notify: bool = False) -> str:
@@ -47,7 +47,9 @@ SELECT {sql.TASK_COLUMNS}{extra} FROM t""")
 def _claim_sql(filtered: bool) -> str:
     models = " AND model = ANY(:models)" if filtered else ""
     pick = _PICK.format(claimable=sql.CLAIMABLE, models=models)
-    text = sql.CLAIM.format(pick=pick, claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS)
+    text = sql.CLAIM.format(
+        chosen=f"id = ANY(ARRAY({pick}))", claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS
+    )
     return _recorded(text, "'attempt ' || attempts")
 
 
@@ -186,7 +188,7 @@ class PostgresStore:
         tasks = await self._tasks(_Q["select_task"], {"id": task_id})
         return tasks[0] if tasks else None
 
-    async def claim_task(
+    async def claim_tasks(
         self,
         *,
         worker: str,
@@ -194,16 +196,18 @@ class PostgresStore:
         lease_seconds: float,
         max_attempts: int,
         models: Collection[str] | None = None,
-    ) -> Task | None:
+        limit: int = 1,
+    ) -> list[Task]:
         params = {
             "worker": worker,
             "now": now,
             "lease_until": now + lease_seconds,
             "max_attempts": max_attempts,
             "models": list(models or ()),
+            "limit": limit,
         }
         tasks = await self._tasks(_Q["claim" if models is None else "claim_models"], params)
-        return tasks[0] if tasks else None
+        return sorted(tasks, key=lambda t: t.created_at)
 
     async def heartbeat(
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int

@@ -48,7 +48,7 @@ CLAIMABLE = f"""
 CLAIM = """
 UPDATE tasks SET status = 'IN_PROGRESS', lease_owner = :worker, lease_until = :lease_until,
     attempts = attempts + 1, updated_at = :now
-WHERE id = ({pick}) AND {claimable}
+WHERE {chosen} AND {claimable}
 RETURNING {columns}
 """
 

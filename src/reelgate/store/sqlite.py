@@ -27,7 +27,7 @@ from reelgate.store import sql
 T = TypeVar("T")
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
-ORDER BY created_at LIMIT 1"""
+ORDER BY created_at LIMIT :limit"""
 
 
 _HEARTBEAT = sql.HEARTBEAT.format(greatest="MAX")
@@ -131,7 +131,7 @@ class SqliteStore:
         rows = self._read(sql.SELECT_TASK, {"id": task_id})
         return sql.task_from_row(rows[0]) if rows else None
 
-    async def claim_task(
+    async def claim_tasks(
         self,
         *,
         worker: str,
@@ -139,27 +139,29 @@ class SqliteStore:
         lease_seconds: float,
         max_attempts: int,
         models: Collection[str] | None = None,
-    ) -> Task | None:
+        limit: int = 1,
+    ) -> list[Task]:
         models_sql = (
             "" if models is None else " AND model IN (SELECT value FROM json_each(:models))"
         )
         pick = _PICK.format(claimable=sql.CLAIMABLE, models=models_sql)
-        statement = sql.CLAIM.format(pick=pick, claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS)
+        statement = sql.CLAIM.format(
+            chosen=f"id IN ({pick})", claimable=sql.CLAIMABLE, columns=sql.TASK_COLUMNS
+        )
         params = {
             "worker": worker,
             "now": now,
             "lease_until": now + lease_seconds,
             "max_attempts": max_attempts,
             "models": json.dumps(list(models or ())),
+            "limit": limit,
         }
 
-        def run(conn: sqlite3.Connection) -> Task | None:
-            row = conn.execute(statement, params).fetchone()
-            if row is None:
-                return None
-            task = sql.task_from_row(row)
-            conn.execute(sql.INSERT_EVENT, sql.event_params(task, f"attempt {task.attempts}"))
-            return task
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            tasks = [sql.task_from_row(row) for row in conn.execute(statement, params)]
+            for task in tasks:
+                conn.execute(sql.INSERT_EVENT, sql.event_params(task, f"attempt {task.attempts}"))
+            return sorted(tasks, key=lambda t: t.created_at)
 
         return await self._write(run)
 

@@ -78,12 +78,8 @@ class Worker:
             while not stop.is_set():
                 if not await _unless_stopped(stop, self._slots.acquire()):
                     break
-                task = await self._claim()
-                if task is None:
-                    self._slots.release()
+                if not await self._claim_batch():
                     await _unless_stopped(stop, self._wakeup.wait(self._config.poll_interval))
-                    continue
-                self._start(task)
         finally:
             await self._drain()
 
@@ -101,37 +97,50 @@ class Worker:
         """Render until the queue is empty (burst mode, for tests); return how many ran."""
         done = 0
         while True:
-            while True:
-                await self._slots.acquire()
-                task = await self._claim()
-                if task is None:
-                    self._slots.release()
-                    break
-                self._start(task)
-                done += 1
-            if not self._running:
-                return done
-            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+            await self._slots.acquire()
+            started = await self._claim_batch()
+            done += started
+            if not started:
+                if not self._running:
+                    return done
+                await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
 
-    async def _claim(self) -> Task | None:
+    async def _claim_batch(self) -> int:
+        """Holding one slot: claim for it and every other free slot in one statement.
+
+        Starts what came, gives back the slots left over; returns how many started.
+        """
+        slots = 1
+        while not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            slots += 1
+        tasks = await self._claim(slots)
+        for task in tasks:
+            self._start(task)
+        for _ in range(slots - len(tasks)):
+            self._slots.release()
+        return len(tasks)
+
+    async def _claim(self, limit: int) -> list[Task]:
         now = self._clock()
         try:
             if now >= self._next_expiry:  # leases expire no sooner: no need to look each time
                 await self._store.expire_tasks(now=now, max_attempts=self._config.max_attempts)
                 self._next_expiry = now + self._config.lease_seconds / 2
-            return await self._store.claim_task(
+            return await self._store.claim_tasks(
                 worker=self.id,
                 now=now,
                 lease_seconds=self._config.lease_seconds,
                 max_attempts=self._config.max_attempts,
                 models=self._models,
+                limit=limit,
             )
         except Exception:
             log.exception(
                 "claiming a task failed; retrying after %.1fs", self._config.poll_interval
             )
             await asyncio.sleep(self._config.poll_interval)
-            return None
+            return []
 
     def _start(self, task: Task) -> None:
         job = asyncio.create_task(self._process(task), name=f"render {task.id}")

@@ -111,6 +111,7 @@ def serve(
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=settings.keep_alive,
     )
     uvicorn.Server(config).run()
 

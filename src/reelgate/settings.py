@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str = ""  # default: http://<host>:<port>
     workers: int = Field(default_factory=_default_concurrency, ge=0, le=256)
+    # Idle keep-alive connections are closed after this many seconds; keep it above a
+    # load balancer's idle timeout, or the balancer may send on a closing connection.
+    keep_alive: int = Field(default=75, ge=1, le=3600)
     url_ttl: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     signing_secret: str = ""  # default: generated once into <data_dir>/signing.key
     lease_seconds: float = Field(default=30.0, gt=0)

@@ -27,14 +27,12 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ import psycopg
 
 from bench import options
 from bench.report import Row, failed_row
+from bench.servers import free_port, temporary_database
 
 TASKS, QUICK_TASKS = 1000, 40
 TARGET = "reported (how throughput grows with workers)"
@@ -70,25 +69,6 @@ class Result:
     @property
     def drain_rate(self) -> float | None:
         return None if self.drain_s is None else self.tasks / self.drain_s
-
-
-@contextlib.contextmanager
-def database(admin_url: str) -> Iterator[str]:
-    """A new database with a random name on the admin URL's server; dropped afterwards."""
-    name = "reelgate_bench_" + secrets.token_hex(6)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Processes:
@@ -199,7 +179,10 @@ async def run_once(
     the worker side's throughput without the API's. With ``args.profile``, records
     the API process while it runs.
     """
-    with database(admin_url) as url, tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
+    with (
+        temporary_database(admin_url) as url,
+        tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp,
+    ):
         folder = Path(tmp)
         env = {
             "REELGATE_DATABASE_URL": url,

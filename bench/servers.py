@@ -137,15 +137,15 @@ def create_key(data_dir: Path, database_url: str | None = None) -> str:
 
 
 @contextlib.contextmanager
-def temporary_database() -> Iterator[str]:
+def temporary_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
     """A new PostgreSQL database ``reelgate_bench_<random>``: its URL; dropped on exit."""
     name = "reelgate_bench_" + secrets.token_hex(6)
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -142,8 +142,9 @@ def worker(
 
     from reelgate.wiring import build
 
-    settings = _settings(workers=concurrency, grace_seconds=grace, data_dir=data_dir,
-                         database_url=database_url)  # fmt: skip
+    settings = _settings(
+        workers=concurrency, grace_seconds=grace, data_dir=data_dir, database_url=database_url
+    )
     if settings.workers < 1:
         typer.echo("error: a worker needs --concurrency of at least 1", err=True)
         raise typer.Exit(2)
@@ -166,9 +167,11 @@ def worker(
             await components.store.migrate()
             the_worker = components.worker(chosen)
             logging.getLogger("reelgate").info(
-                "worker %s: %d concurrent renders of %s", the_worker.id, settings.workers,
+                "worker %s: %d concurrent renders of %s",
+                the_worker.id,
+                settings.workers,
                 ", ".join(sorted(chosen or components.renderers)),
-            )  # fmt: skip
+            )
             await components.run_worker(stop, the_worker)
         finally:
             await components.close()

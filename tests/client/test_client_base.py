@@ -255,9 +255,18 @@ def test_cadence_jitters_upwards_and_never_polls_sooner_than_asked() -> None:
 
 def test_video_keeps_unknown_fields_and_reads_the_contract() -> None:
     video = Video.model_validate(
-        {"id": "task_1", "object": "video", "model": "m", "status": "SUCCESS", "progress": 100,
-         "created_at": 1, "completed_at": 2, "video_url": "http://x/v.mp4", "seconds": "5"}
-    )  # fmt: skip
+        {
+            "id": "task_1",
+            "object": "video",
+            "model": "m",
+            "status": "SUCCESS",
+            "progress": 100,
+            "created_at": 1,
+            "completed_at": 2,
+            "video_url": "http://x/v.mp4",
+            "seconds": "5",
+        }
+    )
     assert video.succeeded and video.is_terminal and not video.failed
     assert video.model_extra == {"seconds": "5"}
 
@@ -314,10 +323,20 @@ def test_task_failed_carries_the_servers_reason() -> None:
 
 def test_the_client_imports_nothing_of_the_server_side() -> None:
     server = (
-        "reelgate.api", "reelgate.store", "reelgate.domain", "reelgate.services",
-        "reelgate.worker", "reelgate.renderers", "reelgate.blobs", "reelgate.settings",
-        "fastapi", "starlette", "uvicorn", "av", "numpy",
-    )  # fmt: skip
+        "reelgate.api",
+        "reelgate.store",
+        "reelgate.domain",
+        "reelgate.services",
+        "reelgate.worker",
+        "reelgate.renderers",
+        "reelgate.blobs",
+        "reelgate.settings",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "av",
+        "numpy",
+    )
     code = (
         "import sys, reelgate.client, reelgate.client.cli\n"
         f"print([m for m in sys.modules if m.startswith({server!r})])\n"

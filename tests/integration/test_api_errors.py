@@ -220,8 +220,9 @@ def test_signed_links(server: LiveServer, client: httpx.Client) -> None:
 
 def test_odd_inputs_get_400_not_500(client: httpx.Client, server: LiveServer) -> None:
     for seconds in ("²", "+-5", "9" * 5000):
-        response = client.post("/v1/videos", data={"prompt": "a", "model": MODEL,
-                                                    "seconds": seconds})  # fmt: skip
+        response = client.post(
+            "/v1/videos", data={"prompt": "a", "model": MODEL, "seconds": seconds}
+        )
         assert_error(response, 400, "InvalidParameter", "seconds")
     response = client.post(
         "/v1/videos",

@@ -207,9 +207,15 @@ def test_cometapi_fields_only_when_due(client: httpx.Client) -> None:
 
 
 def test_odd_ranges_and_paths(client: httpx.Client) -> None:
-    created = client.post("/v1/videos", data={"prompt": "odd ranges", "seconds": "2",
-                                              "model": "doubao-seedance-1-0-pro",
-                                              "resolution": "480p"})  # fmt: skip
+    created = client.post(
+        "/v1/videos",
+        data={
+            "prompt": "odd ranges",
+            "seconds": "2",
+            "model": "doubao-seedance-1-0-pro",
+            "resolution": "480p",
+        },
+    )
     video, _ = wait(client, created.json()["id"])
     url = video["video_url"]
     whole = httpx.get(url)

@@ -44,8 +44,9 @@ def test_flow_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         video = wait_for(client, created.json()["id"], {"SUCCESS"})
         download = httpx.get(video["video_url"])
         assert download.status_code == 200 and download.content[4:8] == b"ftyp"
-        other = httpx.get(f"{server.base_url}/v1/videos/{video['id']}",
-                          headers=server.headers("bob"))  # fmt: skip
+        other = httpx.get(
+            f"{server.base_url}/v1/videos/{video['id']}", headers=server.headers("bob")
+        )
         assert other.json()["error"]["code"] == "task_not_exist"
         assert httpx.get(f"{server.base_url}/readyz").json() == {"status": "ready"}
     finally:
@@ -55,8 +56,13 @@ def test_flow_on_postgresql(pg_url: str, tmp_path: Path) -> None:
 def test_notify_wakes_a_worker_in_another_process_group(pg_url: str, tmp_path: Path) -> None:
     """The API has no worker; a separate worker that polls only every 60 s still starts at once."""
     api = start_server(tmp_path / "api", database_url=pg_url, workers=0)
-    settings = Settings(data_dir=tmp_path / "worker", database_url=pg_url, renderer="instant",
-                        workers=1, poll_interval=60.0)  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "worker",
+        database_url=pg_url,
+        renderer="instant",
+        workers=1,
+        poll_interval=60.0,
+    )
     components = build(settings)
     stop = asyncio.Event()
     loops: list[asyncio.AbstractEventLoop] = []

@@ -178,8 +178,9 @@ async def test_a_retry_reuses_an_output_stored_before_the_crash(tmp_path: Path) 
     renderer = ScriptedRenderer()
     rig = Rig(renderer, tmp_path)
     task_id = await rig.create()
-    dead = await claim_one(rig.store, worker="dead", now=rig.clock.now, lease_seconds=30,
-                                      max_attempts=3)  # fmt: skip
+    dead = await claim_one(
+        rig.store, worker="dead", now=rig.clock.now, lease_seconds=30, max_attempts=3
+    )
     assert dead is not None
     await rig.blobs.put_bytes(output_key(task_id, 1), b"rendered before the crash")
     rig.clock.now += 31

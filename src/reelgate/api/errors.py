@@ -61,12 +61,12 @@ def domain_error(request: Request, exc: Exception) -> JSONResponse:
     message = exc.message
     if status >= 500:  # the detail (paths, driver messages) goes to the log only
         request_id = request.scope.get("state", {}).get("request_id", "unknown")
-        log.warning("%s %s (request %s): %s", request.method, request.url.path, request_id,
-                    exc.message)  # fmt: skip
+        log.warning(
+            "%s %s (request %s): %s", request.method, request.url.path, request_id, exc.message
+        )
         what = "the database or storage is unavailable" if status == 503 else "server error"
         message = f"{what}; retry later (request id {request_id})"
-    return envelope(status, message, type_=type_, code=exc.code, param=exc.param,
-                    headers=headers)  # fmt: skip
+    return envelope(status, message, type_=type_, code=exc.code, param=exc.param, headers=headers)
 
 
 def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -33,9 +33,13 @@ async def download(
     ranges = request.headers.get("range")
     if ranges is not None and not _satisfiable(ranges, size):
         if _well_formed(ranges):
-            return envelope(416, f"the range {ranges!r} is outside the file's {size} bytes",
-                            type_="invalid_request_error", code="range_not_satisfiable",
-                            headers={"Content-Range": f"bytes */{size}"})  # fmt: skip
+            return envelope(
+                416,
+                f"the range {ranges!r} is outside the file's {size} bytes",
+                type_="invalid_request_error",
+                code="range_not_satisfiable",
+                headers={"Content-Range": f"bytes */{size}"},
+            )
         # RFC 9110: a Range header that does not parse is ignored; the whole file is sent.
         request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
     ttl = request.app.state.settings.url_ttl

@@ -12,7 +12,7 @@ from reelgate.domain.errors import PayloadTooLarge
 
 log = logging.getLogger("reelgate.api")
 
-REQUEST_ID = "x-request-id"
+REQUEST_ID = b"x-request-id"
 
 
 class RequestId:
@@ -31,14 +31,14 @@ class RequestId:
             return
         request_id = ""
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == REQUEST_ID:
                 candidate = value.decode("latin-1")
                 if 0 < len(candidate) <= 128 and candidate.isprintable():
                     request_id = candidate
                 break
         request_id = request_id or "req_" + secrets.token_hex(12)
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode("latin-1"))
+        header = (REQUEST_ID, request_id.encode("latin-1"))
 
         started = False
 

@@ -92,9 +92,6 @@ class Catalog:
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._specs.values())
 
-    def __contains__(self, model_id: object) -> bool:
-        return model_id in self._specs
-
     def get(self, model_id: str) -> ModelSpec:
         """Return the spec of ``model_id`` or raise ``InvalidParameter`` naming the ids."""
         try:

@@ -230,9 +230,14 @@ class PostgresStore:
     ) -> Task:
         check_terminal(status)
         params = sql.lease_params(
-            task_id, worker, now, status=status.value, output_key=output_key,
-            error_code=error_code, error_message=error_message,
-        )  # fmt: skip
+            task_id,
+            worker,
+            now,
+            status=status.value,
+            output_key=output_key,
+            error_code=error_code,
+            error_message=error_message,
+        )
         return await self._leased(_Q["finish"], params)
 
     async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:

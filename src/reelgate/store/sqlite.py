@@ -186,9 +186,14 @@ class SqliteStore:
     ) -> Task:
         check_terminal(status)
         params = sql.lease_params(
-            task_id, worker, now, status=status.value, output_key=output_key,
-            error_code=error_code, error_message=error_message,
-        )  # fmt: skip
+            task_id,
+            worker,
+            now,
+            status=status.value,
+            output_key=output_key,
+            error_code=error_code,
+            error_message=error_message,
+        )
         return await self._leased(sql.FINISH, params, detail=error_code)
 
     async def release_task(self, task_id: str, *, worker: str, now: float) -> Task:
@@ -196,9 +201,13 @@ class SqliteStore:
         return await self._leased(sql.RELEASE, params, detail="released")
 
     async def _leased(
-        self, statement: str, params: dict[str, Any], *, detail: str | None = None,
+        self,
+        statement: str,
+        params: dict[str, Any],
+        *,
+        detail: str | None = None,
         record: bool = True,
-    ) -> Task:  # fmt: skip
+    ) -> Task:
         """Run a conditional update on a leased task; ``LeaseLost`` when it matched nothing."""
 
         def run(conn: sqlite3.Connection) -> Task:

@@ -86,8 +86,11 @@ class Worker:
     async def _drain(self) -> None:
         if not self._running:
             return
-        log.info("waiting up to %.0fs for %d running renders", self._config.grace_seconds,
-                 len(self._running))  # fmt: skip
+        log.info(
+            "waiting up to %.0fs for %d running renders",
+            self._config.grace_seconds,
+            len(self._running),
+        )
         _, pending = await asyncio.wait(set(self._running), timeout=self._config.grace_seconds)
         for job in pending:
             job.cancel()

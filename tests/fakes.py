@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from reelgate.domain.errors import RenderError, RenderRejected
-from reelgate.domain.task import Task
+from reelgate.domain.status import Status
+from reelgate.domain.task import Task, TaskSpec, new_task_id
 from reelgate.ports import ProgressFn, RenderJob, TaskStore
 
 TINY_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -49,3 +50,15 @@ async def claim_one(store: TaskStore, **kwargs: Any) -> Task | None:
     """The oldest claimable task, claimed alone (``claim_tasks`` with ``limit=1``)."""
     tasks = await store.claim_tasks(limit=1, **kwargs)
     return tasks[0] if tasks else None
+
+
+def make_task(created_at: float = 1000.0, model: str = "doubao-seedance-2-0") -> Task:
+    return Task(
+        id=new_task_id(),
+        owner="alice",
+        spec=TaskSpec(model, "a cat", 5, "16:9", "720p"),
+        status=Status.SUBMITTED,
+        progress=0,
+        created_at=created_at,
+        updated_at=created_at,
+    )

@@ -29,4 +29,4 @@ def temporary_database() -> Iterator[str]:
 def truncate(url: str) -> None:
     """Empty every reelgate table of the database at ``url``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE tasks, task_events, api_keys")
+        conn.execute("TRUNCATE tasks, task_events, api_keys, pollers, durations")

@@ -42,6 +42,23 @@ def _settings(**flags: Any) -> Any:
         raise typer.Exit(2) from None
 
 
+ConfigFile = Annotated[
+    str | None,
+    typer.Option(help="The TOML configuration file: providers and routes [env REELGATE_CONFIG]."),
+]
+
+
+def _build(settings: Any) -> Any:
+    from reelgate.config import ConfigError
+    from reelgate.wiring import build
+
+    try:
+        return build(settings)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _run(make: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(make())  # type: ignore[arg-type]
 
@@ -52,6 +69,8 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # One line per upstream request is noise at info level (polls are many).
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
 
 
 @app.command()
@@ -66,6 +85,7 @@ def serve(
     ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
     public_url: Annotated[
         str | None, typer.Option(help="Base URL of signed links [env REELGATE_PUBLIC_URL].")
     ] = None,
@@ -75,7 +95,7 @@ def serve(
 
     from reelgate.api.app import create_app
     from reelgate.services.keys import ensure_first_key
-    from reelgate.wiring import Components, build
+    from reelgate.wiring import Components
 
     settings = _settings(
         host=host,
@@ -84,9 +104,10 @@ def serve(
         data_dir=data_dir,
         database_url=database_url,
         public_url=public_url,
+        config=config,
     )
     _configure_logging(settings.log_level)
-    components = build(settings)
+    components = _build(settings)
 
     async def announce(c: Components) -> None:
         key_file = settings.data_dir / FIRST_KEY_FILE
@@ -103,7 +124,7 @@ def serve(
         )
 
     api = create_app(components, on_ready=announce)
-    config = uvicorn.Config(
+    server_config = uvicorn.Config(
         api,
         host=settings.host,
         port=settings.port,
@@ -113,7 +134,7 @@ def serve(
         timeout_graceful_shutdown=30,
         timeout_keep_alive=settings.keep_alive,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config).run()
 
 
 @app.command()
@@ -136,24 +157,27 @@ def worker(
     ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
 ) -> None:
-    """Run only workers: claim tasks from the database and render them."""
+    """Run only workers: claim tasks, render them or hand them to their providers."""
     import signal
 
-    from reelgate.wiring import build
-
     settings = _settings(
-        workers=concurrency, grace_seconds=grace, data_dir=data_dir, database_url=database_url
+        workers=concurrency,
+        grace_seconds=grace,
+        data_dir=data_dir,
+        database_url=database_url,
+        config=config,
     )
     if settings.workers < 1:
         typer.echo("error: a worker needs --concurrency of at least 1", err=True)
         raise typer.Exit(2)
     _configure_logging(settings.log_level)
-    components = build(settings)
+    components = _build(settings)
     chosen = None
     if models:
         chosen = frozenset(m.strip() for m in models.split(",") if m.strip())
-        unknown = chosen - set(components.renderers)
+        unknown = chosen - set(components.renderers) - set(components.remote_routes)
         if unknown:
             typer.echo(f"error: no renderer for {', '.join(sorted(unknown))}", err=True)
             raise typer.Exit(2)
@@ -166,11 +190,14 @@ def worker(
         try:
             await components.store.migrate()
             the_worker = components.worker(chosen)
+            remote = components.remote_routes
             logging.getLogger("reelgate").info(
-                "worker %s: %d concurrent renders of %s",
+                "worker %s: %d concurrent renders of %s; upstream providers for %s",
                 the_worker.id,
                 settings.workers,
-                ", ".join(sorted(chosen or components.renderers)),
+                ", ".join(sorted(m for m in chosen or components.renderers if m not in remote))
+                or "no model",
+                ", ".join(sorted(m for m in chosen or remote if m in remote)) or "no model",
             )
             await components.run_worker(stop, the_worker)
         finally:

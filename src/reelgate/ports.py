@@ -7,13 +7,51 @@ adapters from settings.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from reelgate.domain.status import Status
+from reelgate.domain.errors import IllegalTransition
+from reelgate.domain.status import Phase, Status, check_move
 from reelgate.domain.task import ApiKey, Event, Task
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One conditional change of a task: from any phase of ``source`` to ``target``.
+
+    ``holder`` (``("lease_owner" | "watcher", id)``) must hold the task; ``fields`` are
+    the columns set with it (``progress`` only ever rises). ``detail`` is recorded
+    with the event when ``record``. A store applies a move in one conditional
+    statement and raises ``IllegalTransition`` when it matched nothing.
+    """
+
+    task_id: str
+    source: frozenset[Phase]
+    target: Phase
+    now: float
+    outcome: Status | None = None
+    holder: tuple[str, str] | None = None
+    fields: Mapping[str, object] = field(default_factory=dict)
+    detail: str | None = None
+    record: bool = True
+
+    def status(self) -> Status:
+        """The wire status after the move; raises ``IllegalTransition`` if not allowed."""
+        shown = {check_move(source, self.target, self.outcome) for source in self.source}
+        if len(shown) != 1:
+            raise IllegalTransition(f"a move must name at least one phase, got {self.source}")
+        return shown.pop()
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A task taken for submission; ``lost`` when an earlier submitter died mid-request."""
+
+    task: Task
+    lost: bool
 
 
 class TaskStore(Protocol):
@@ -86,6 +124,67 @@ class TaskStore(Protocol):
 
     async def list_events(self, task_id: str) -> list[Event]: ...
 
+    # remote tasks ------------------------------------------------------------
+
+    async def move(self, move: Move) -> Task:
+        """Apply ``move``; ``IllegalTransition`` when the task is not as it names."""
+
+    async def claim_submits(
+        self,
+        *,
+        worker: str,
+        now: float,
+        lease_seconds: float,
+        routes: Mapping[str, Sequence[tuple[str, str]]],
+        caps: Mapping[str, int],
+        limit: int,
+    ) -> list[Claimed]:
+        """Take up to ``limit`` tasks to submit, recording the intent before any request.
+
+        Queued tasks of a model in ``routes`` (public id -> ordered (provider, upstream
+        model)) that are due get the first route whose provider has fewer than its cap
+        of tasks in flight; tasks whose providers are all full stay queued (admission
+        control). Submissions whose lease expired come back as ``lost``. All in one
+        transaction, serialised with other submitters, so caps hold across processes.
+        """
+
+    async def reroute_submit(
+        self,
+        task_id: str,
+        *,
+        worker: str,
+        now: float,
+        routes: Sequence[tuple[str, str]],
+        tried: Collection[str],
+        caps: Mapping[str, int],
+    ) -> Task | None:
+        """Record the next route (not in ``tried``, with room) as the task's intent.
+
+        None when there is none; the task is then unchanged.
+        """
+
+    async def claim_watch(self, *, poller: str, now: float, limit: int) -> list[Task]:
+        """Take over up to ``limit`` watched tasks that no live poller holds."""
+
+    async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
+        """Say that ``poller`` is alive (and holds its tasks) until ``alive_until``."""
+
+    async def drop_poller(self, poller: str, *, now: float) -> None:
+        """Hand ``poller``'s tasks back and forget it (and pollers long dead)."""
+
+    async def upstream_ids(self, provider: str, *, since: float) -> set[str]:
+        """Upstream ids recorded for ``provider`` by tasks submitted since ``since``."""
+
+    async def expected_duration(
+        self, provider: str, model: str, seconds: int, resolution: str
+    ) -> float | None:
+        """The learned run time of such a task at ``provider``, or None before any."""
+
+    async def learn_duration(
+        self, provider: str, model: str, seconds: int, resolution: str, took: float
+    ) -> None:
+        """Fold one finished run into the learned run time."""
+
     async def add_key(self, key: ApiKey) -> None: ...
 
     async def key_by_hash(self, key_hash: str) -> ApiKey | None: ...
@@ -150,6 +249,87 @@ class Renderer(Protocol):
     name: str
 
     async def render(self, job: RenderJob, out_path: Path, progress: ProgressFn) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class UpstreamState(StrEnum):
+    """An upstream task's state, in our words (each adapter maps its provider's)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamJob:
+    """What a provider is asked to make: our request, with the provider's model id."""
+
+    task_id: str
+    model: str  # the model id at the provider
+    prompt: str
+    seconds: int
+    size: str  # an aspect ratio of the catalog, e.g. "16:9"
+    resolution: str  # "480p", "720p" or "1080p"
+    image: bytes | None = None  # the input_reference file, for image-to-video
+    image_type: str | None = None  # its media type, e.g. "image/png"
+    image_url: str | None = None  # a signed URL of ours to the same image, if configured
+    callback_url: str | None = None  # where the provider may tell us of a change (a hint)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTask:
+    """What a provider says of a task it has."""
+
+    state: UpstreamState
+    progress: int | None = None  # 0..100 where the provider reports it
+    video_url: str | None = None  # exactly as returned (never re-encoded)
+    video_expires_at: float | None = None  # Unix seconds, where known
+    error_code: str | None = None  # our stable code, for FAILED
+    error_message: str | None = None  # safe to show to a client
+    usage_tokens: int | None = None
+
+
+class Provider(Protocol):
+    """One configured upstream (Ark, CometAPI, an OpenAI-style server).
+
+    Every method converts its failures into the domain tree: ``UpstreamRefused``
+    (the task is refused for good), ``UpstreamBusy`` (not accepted now; safe to retry
+    or fall back), ``UpstreamUncertain`` (sent, no answer: the provider may have it),
+    ``UpstreamGone`` (the task or its video no longer exists). No httpx error escapes.
+    """
+
+    name: str  # the provider's name in the configuration
+    kind: str  # "ark", "cometapi" or "openai"
+
+    async def submit(self, job: UpstreamJob) -> str:
+        """Create the upstream task; return the provider's task id."""
+
+    async def get(self, upstream_id: str) -> UpstreamTask:
+        """The upstream task's state now."""
+
+    async def download(
+        self, upstream_id: str, task: UpstreamTask, dest: Path, max_bytes: int
+    ) -> None:
+        """Stream the finished video into ``dest`` (never whole in memory).
+
+        Raises ``UpstreamRefused`` (code ``upstream_video_too_large``) past ``max_bytes``.
+        """
+
+    async def cancel(self, upstream_id: str) -> None:
+        """Ask the provider to stop (and forget) the task."""
+
+    async def find_lost(
+        self, job: UpstreamJob, *, since: float, known: Collection[str]
+    ) -> str | None:
+        """The id of a submission of ``job`` made at or after ``since`` whose answer was lost.
+
+        Only an unambiguous match counts; ids in ``known`` belong to other tasks. None
+        when nothing (or more than one candidate) is found, or the provider cannot list.
+        """
 
     async def close(self) -> None: ...
 

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REELGATE_", extra="forbid")
 
     env: Literal["development", "production"] = "development"
+    config: str = ""  # the TOML configuration file (providers, routes); empty: preview only
     data_dir: Path = Path("data")
     database_url: str = ""  # default: sqlite:///<data_dir>/reelgate.db
     storage_url: str = ""  # default: file://<data_dir>/blobs

@@ -7,15 +7,21 @@ import contextlib
 import time
 from dataclasses import dataclass
 
+import httpx
+
+from reelgate.backends.remote import open_provider
 from reelgate.blobs import open_blobs
+from reelgate.config import Config, load_config
 from reelgate.domain.catalog import Catalog
-from reelgate.ports import BlobStore, Clock, Listener, Renderer, TaskStore
+from reelgate.ports import BlobStore, Clock, Listener, Provider, Renderer, TaskStore
 from reelgate.services.keys import KeyService
 from reelgate.services.signing import Signer, load_secret
 from reelgate.services.tasks import TaskService
 from reelgate.settings import Settings
 from reelgate.store import open_store
+from reelgate.worker.remote import RemoteRunner
 from reelgate.worker.runner import Worker, WorkerConfig
+from reelgate.worker.submit import SubmitConfig
 from reelgate.worker.wakeup import LocalWakeup
 
 
@@ -34,6 +40,53 @@ class Components:
     renderers: dict[str, Renderer]
     wakeup: LocalWakeup
     listener: Listener | None
+    config: Config
+    providers: dict[str, Provider]
+    remote_wakeup: LocalWakeup
+
+    @property
+    def remote_routes(self) -> dict[str, list[tuple[str, str]]]:
+        """Public model id -> ordered (provider, upstream model), for remote models."""
+        return self.config.remote_routes()
+
+    def wake(self) -> None:
+        """Tell this process's local and remote workers that work may be waiting."""
+        self.wakeup.notify()
+        self.remote_wakeup.notify()
+
+    def remote(self, worker_id: str, models: frozenset[str] | None = None) -> RemoteRunner | None:
+        """The remote runner of this process (None when no model is routed upstream)."""
+        routes = {
+            model: routes
+            for model, routes in self.remote_routes.items()
+            if models is None or model in models
+        }
+        if not routes:
+            return None
+        scratch = self.settings.data_dir / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        submit = SubmitConfig(
+            routes=routes,
+            providers={
+                name: provider
+                for name, provider in self.config.providers.items()
+                if name in self.providers
+            },
+            watch=self.config.watch,
+        )
+        return RemoteRunner(
+            self.store,
+            self.blobs,
+            self.providers,
+            self.clock,
+            self.remote_wakeup,
+            submit,
+            worker=worker_id,
+            scratch_dir=scratch,
+            input_url=self.tasks.blob_url,
+            poll_interval=self.settings.poll_interval,
+            grace_seconds=self.settings.grace_seconds,
+        )
 
     def worker(self, models: frozenset[str] | None = None) -> Worker:
         """A worker over these components, sized by the settings."""
@@ -50,13 +103,20 @@ class Components:
         return Worker(self.store, self.blobs, self.renderers, self.clock, self.wakeup, config)
 
     async def run_worker(self, stop: asyncio.Event, worker: Worker | None = None) -> None:
-        """Run ``worker`` (default: ``self.worker()``) until ``stop``, woken by the listener."""
+        """Run ``worker`` (default: ``self.worker()``) and the remote runner until ``stop``.
+
+        Both are woken by the listener (PostgreSQL) and by creates in this process.
+        """
         worker = worker or self.worker()
         listening = None
         if self.listener is not None:
-            listening = asyncio.create_task(self.listener.run(self.wakeup.notify))
+            listening = asyncio.create_task(self.listener.run(self.wake))
+        remote = self.remote(worker.id, worker.models)
         try:
-            await worker.run(stop)
+            if remote is None:
+                await worker.run(stop)
+            else:
+                await asyncio.gather(worker.run(stop), remote.run(stop))
         finally:
             if listening is not None:
                 listening.cancel()
@@ -66,6 +126,8 @@ class Components:
     async def close(self) -> None:
         for renderer in {id(r): r for r in self.renderers.values()}.values():
             await renderer.close()
+        for provider in self.providers.values():
+            await provider.close()
         await self.blobs.close()
         await self.store.close()
 
@@ -78,9 +140,26 @@ def _renderer(settings: Settings) -> Renderer:
     return PreviewRenderer(processes=max(1, settings.workers), delays=settings.delays)
 
 
-def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -> Components:
-    """Build the components of ``settings``; ``renderers`` overrides the default ones."""
+def build(
+    settings: Settings,
+    *,
+    renderers: dict[str, Renderer] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Components:
+    """Build the components of ``settings``; ``renderers`` overrides the default ones.
+
+    Raises ``ConfigError`` for a bad configuration file (or a provider key not set).
+    ``transport`` replaces the network under every provider (tests).
+    """
     catalog = Catalog()
+    config = load_config(settings.config, models=[spec.id for spec in catalog])
+    remote = config.remote_routes()
+    keys = config.api_keys()
+    providers = {
+        name: open_provider(name, provider, keys[name], transport=transport)
+        for name, provider in config.providers.items()
+        if name in keys and any(name == p for routes in remote.values() for p, _ in routes)
+    }
     clock: Clock = time.time
     store = open_store(settings.database_url, pool_size=settings.db_pool_size)
     blobs = open_blobs(
@@ -94,8 +173,14 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
     )
     signer = Signer(load_secret(settings.signing_secret, settings.data_dir))
     if renderers is None:
-        renderers = dict.fromkeys((spec.id for spec in catalog), _renderer(settings))
-    wakeup = LocalWakeup()
+        local = [spec.id for spec in catalog if spec.id not in remote]
+        renderers = dict.fromkeys(local, _renderer(settings)) if local else {}
+    wakeup, remote_wakeup = LocalWakeup(), LocalWakeup()
+
+    def wake() -> None:
+        wakeup.notify()
+        remote_wakeup.notify()
+
     tasks = TaskService(
         store,
         blobs,
@@ -105,7 +190,7 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
         public_url=settings.public_url,
         url_ttl=settings.url_ttl,
         max_image_bytes=settings.max_upload_bytes,
-        wake=wakeup.notify,
+        wake=wake,
     )
     listener = None
     if settings.database_url.startswith(("postgresql://", "postgres://")):
@@ -125,4 +210,7 @@ def build(settings: Settings, *, renderers: dict[str, Renderer] | None = None) -
         renderers,
         wakeup,
         listener,
+        config,
+        providers,
+        remote_wakeup,
     )

@@ -3,56 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound
 from reelgate.domain.status import Status
-from reelgate.domain.task import ApiKey, Task, TaskSpec, new_task_id
+from reelgate.domain.task import ApiKey, Task
 from reelgate.ports import TaskStore
-from reelgate.store import open_store
-from tests.fakes import claim_one
-from tests.pg import temporary_database, truncate
+from tests.fakes import claim_one, make_task
 
 LEASE = 30.0
 MAX_ATTEMPTS = 3
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    with temporary_database() as url:
-        yield url
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    if request.param == "memory":
-        url = "memory:"
-    elif request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'tasks.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    s = open_store(url)
-    await s.migrate()
-    await s.migrate()  # idempotent
-    if request.param == "postgresql":
-        truncate(url)
-    yield s
-    await s.close()
-
-
-def make_task(created_at: float = 1000.0, model: str = "doubao-seedance-2-0") -> Task:
-    return Task(
-        id=new_task_id(),
-        owner="alice",
-        spec=TaskSpec(model, "a cat", 5, "16:9", "720p"),
-        status=Status.SUBMITTED,
-        progress=0,
-        created_at=created_at,
-        updated_at=created_at,
-    )
 
 
 async def test_create_and_get(store: TaskStore) -> None:

@@ -74,6 +74,7 @@ def create_app(
     state.signer = components.signer
     state.clock = components.clock
     state.renderers = components.renderers
+    state.config = components.config
     app.include_router(videos.router)
     app.include_router(files.router)
     app.include_router(health.router)

@@ -33,6 +33,12 @@ STATUS: dict[type[e.ReelgateError], tuple[int, str]] = {
     e.Unavailable: (503, "service_unavailable"),
     e.RenderError: (500, "server_error"),
     e.RenderRejected: (500, "server_error"),
+    # Upstream errors end tasks; they are never a request's answer, but stay mapped.
+    e.UpstreamError: (502, "server_error"),
+    e.UpstreamRefused: (502, "server_error"),
+    e.UpstreamBusy: (503, "service_unavailable"),
+    e.UpstreamUncertain: (502, "server_error"),
+    e.UpstreamGone: (502, "server_error"),
 }
 
 

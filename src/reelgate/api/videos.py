@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from reelgate.api.body import read_create_body
+from reelgate.config import Config
 from reelgate.domain.catalog import DEFAULT_SECONDS, SIZES
 from reelgate.domain.task import Task
 from reelgate.services.keys import KeyService
@@ -38,7 +39,7 @@ def video_body(task: Task, tasks: TaskService) -> dict[str, Any]:
         "object": "video",
         "model": task.spec.model,
         "status": task.status.value,
-        "progress": task.progress,
+        "progress": task.shown_progress(tasks.now()),
         "created_at": int(task.created_at),
         "completed_at": None if task.completed_at is None else int(task.completed_at),
     }
@@ -73,13 +74,15 @@ async def retrieve_video(
 async def list_models(request: Request, owner: str = Depends(current_owner)) -> Response:
     tasks: TaskService = request.app.state.tasks
     renderers = request.app.state.renderers
+    config: Config = request.app.state.config
     data = [
         {
             "id": spec.id,
             "object": "model",
             "owned_by": "reelgate",
             "description": spec.description,
-            "renderer": renderers[spec.id].name if spec.id in renderers else None,
+            "renderer": renderers[spec.id].name if spec.id in renderers else "remote",
+            "routes": _routes(config, spec.id),
             "seconds": {
                 "min": spec.min_seconds,
                 "max": spec.max_seconds,
@@ -92,3 +95,17 @@ async def list_models(request: Request, owner: str = Depends(current_owner)) -> 
         for spec in tasks.catalog
     ]
     return json_response({"object": "list", "data": data})
+
+
+def _routes(config: Config, model: str) -> list[dict[str, Any]]:
+    """The providers that serve ``model``, in fallback order (empty: a local renderer)."""
+    return [
+        {
+            "provider": route.provider,
+            "kind": config.providers[route.provider].kind,
+            "region": config.providers[route.provider].region or None,
+            "upstream_model": route.model or model,
+        }
+        for route in config.routes.get(model, [])
+        if config.providers[route.provider].kind != "preview"
+    ]

@@ -18,8 +18,13 @@
     │   ├── IllegalTransition     the status machine forbids the move
     │   └── LeaseLost             the worker no longer owns the task
     ├── Unavailable               503 (the database or storage is away)
-    └── RenderError               a renderer could not finish
-        └── RenderRejected        the renderer rejected the input (task ends FAILED)
+    ├── RenderError               a renderer could not finish
+    │   └── RenderRejected        the renderer rejected the input (task ends FAILED)
+    └── UpstreamError             a provider call failed (never reaches a client as such)
+        ├── UpstreamRefused       the provider refused the task for good (task ends FAILED)
+        ├── UpstreamBusy          not accepted or not answered now: retry later, or fall back
+        ├── UpstreamUncertain     the request may have reached the provider; outcome unknown
+        └── UpstreamGone          the upstream task or its video is gone (task ends ERROR)
 
 Adapters convert foreign errors into this tree with ``raise ... from exc``.
 The API maps each class to an HTTP answer in one table (``reelgate.api.errors``).
@@ -146,3 +151,56 @@ class RenderRejected(RenderError):
     """A renderer refused the task's input; the task ends FAILED, not retried."""
 
     code = "content_rejected"
+
+
+class UpstreamError(ReelgateError):
+    """A call to an upstream provider failed; ``provider`` names it."""
+
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        provider: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.provider = provider
+        self.retry_after = retry_after
+
+
+class UpstreamRefused(UpstreamError):
+    """The provider refused the task (content moderation, an invalid parameter): FAILED.
+
+    ``code`` is stable (``content_rejected``, ``invalid_parameter``, …) and ``message``
+    is safe to show to the client.
+    """
+
+    code = "upstream_rejected"
+
+
+class UpstreamBusy(UpstreamError):
+    """Not accepted or not answered now (429, overload, 5xx, a connect failure).
+
+    At submit the provider surely does not have the task: retrying or falling back
+    to the next route is safe. ``retry_after`` is the provider's advice, in seconds.
+    """
+
+    code = "upstream_unavailable"
+
+
+class UpstreamUncertain(UpstreamError):
+    """The request was sent and no answer came (a read timeout, a cut connection).
+
+    At submit the provider may have the task: it must not be submitted again blindly.
+    """
+
+    code = "upstream_submit_unknown"
+
+
+class UpstreamGone(UpstreamError):
+    """The upstream task or its video no longer exists (expired, deleted): ERROR."""
+
+    code = "upstream_gone"

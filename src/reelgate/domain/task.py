@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, replace
 
-from reelgate.domain.status import Status, check_transition
+from reelgate.domain.progress import estimate
+from reelgate.domain.status import Phase, Status, check_move, check_transition
 
 ID_PREFIX = "task_"
 
@@ -45,15 +46,46 @@ class Task:
     output_key: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    phase: Phase = Phase.QUEUED
+    # remote backends (providers) only:
+    provider: str | None = None  # the configured provider that has (or gets) the task
+    upstream_model: str | None = None  # the model id at that provider
+    upstream_id: str | None = None  # the provider's task id, once it accepted the task
+    next_check_at: float | None = None  # queued: not before; watching: the next poll
+    watcher: str | None = None  # the poller process that watches the task
+    submitted_at: float | None = None  # when the provider accepted the task
+    expected_seconds: float | None = None  # the learned run time, for progress
+    upstream_url: str | None = None  # the provider's video URL, exactly as returned
+    upstream_url_expires: float | None = None
+    usage_tokens: int | None = None  # as the provider reported them
+    faults: int = 0  # transient faults in a row (submit, poll or download)
 
     @property
     def terminal(self) -> bool:
         return self.status.terminal
 
+    def shown_progress(self, now: float) -> int:
+        """The progress a client sees: stored, or estimated for an upstream that reports none.
+
+        Monotone as time passes (the expected time is fixed at submit), and at most 99
+        until SUCCESS.
+        """
+        if self.phase is Phase.REHOSTING:
+            return max(self.progress, 97)
+        if self.phase is Phase.WATCHING and self.submitted_at and self.expected_seconds:
+            guess = estimate(now - self.submitted_at, self.expected_seconds)
+            return max(self.progress, guess)
+        return self.progress
+
     def moved(self, status: Status, **changes: object) -> Task:
         """A copy in ``status``, after checking the machine allows the move."""
         check_transition(self.status, status)
         return replace(self, status=status, **changes)  # type: ignore[arg-type]
+
+    def moved_to(self, phase: Phase, outcome: Status | None = None, **changes: object) -> Task:
+        """A copy in ``phase`` (and its wire status), after checking the machine allows it."""
+        status = check_move(self.phase, phase, outcome)
+        return replace(self, phase=phase, status=status, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

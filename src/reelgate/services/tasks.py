@@ -93,6 +93,17 @@ class TaskService:
             raise TaskNotFound()
         return task
 
+    def now(self) -> float:
+        return self._clock()
+
+    def blob_url(self, key: str) -> str:
+        """A signed URL to any stored blob (an input image handed to a provider)."""
+        expires = int(self._clock()) + self._url_ttl
+        presigned = self._blobs.presigned_url(key, expires_in=self._url_ttl)
+        if presigned is not None:
+            return presigned
+        return self._signer.sign(self._public_url, FILES_PREFIX + key, expires)
+
     def link(self, task: Task) -> Link | None:
         """A freshly signed link to the task's video, or None before SUCCESS."""
         if task.status is not Status.SUCCESS or task.output_key is None:

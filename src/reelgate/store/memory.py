@@ -7,12 +7,18 @@ all three), including conditional status changes and lease checks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
-from reelgate.domain.errors import LeaseLost, NotFound
-from reelgate.domain.status import Status, check_terminal
+from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound
+from reelgate.domain.progress import learn
+from reelgate.domain.routing import Candidate, assign, first_free
+from reelgate.domain.status import Phase, Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
+from reelgate.ports import Claimed, Move
+from reelgate.store import sql
+from reelgate.store.sql import MOVABLE
 
 
 class MemoryStore:
@@ -23,6 +29,8 @@ class MemoryStore:
         self._events: list[Event] = []
         self._keys: dict[str, ApiKey] = {}
         self._lock = asyncio.Lock()
+        self._pollers: dict[str, float] = {}
+        self._durations: dict[tuple[str, str, int, str], float] = {}
 
     async def migrate(self) -> None:
         return None
@@ -66,14 +74,14 @@ class MemoryStore:
                 if models is not None and task.spec.model not in models:
                     continue
                 expired = (
-                    task.status is Status.IN_PROGRESS
+                    task.phase is Phase.RENDERING
                     and task.lease_until is not None
                     and task.lease_until < now
                     and task.attempts < max_attempts
                 )
-                if len(claimed) < limit and (task.status is Status.SUBMITTED or expired):
-                    taken = task.moved(
-                        Status.IN_PROGRESS,
+                if len(claimed) < limit and (task.phase is Phase.QUEUED or expired):
+                    taken = task.moved_to(
+                        Phase.RENDERING,
                         lease_owner=worker,
                         lease_until=now + lease_seconds,
                         attempts=task.attempts + 1,
@@ -86,7 +94,7 @@ class MemoryStore:
 
     def _leased(self, task_id: str, worker: str) -> Task:
         task = self._tasks.get(task_id)
-        if task is None or task.status is not Status.IN_PROGRESS or task.lease_owner != worker:
+        if task is None or task.phase is not Phase.RENDERING or task.lease_owner != worker:
             raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
         return task
 
@@ -117,7 +125,8 @@ class MemoryStore:
     ) -> Task:
         check_terminal(status)
         async with self._lock:
-            task = self._leased(task_id, worker).moved(
+            task = self._leased(task_id, worker).moved_to(
+                Phase.DONE,
                 status,
                 progress=100 if status is Status.SUCCESS else self._tasks[task_id].progress,
                 completed_at=now,
@@ -147,12 +156,13 @@ class MemoryStore:
             expired = []
             for task in list(self._tasks.values()):
                 if (
-                    task.status is Status.IN_PROGRESS
+                    task.phase is Phase.RENDERING
                     and task.lease_until is not None
                     and task.lease_until < now
                     and task.attempts >= max_attempts
                 ):
-                    ended = task.moved(
+                    ended = task.moved_to(
+                        Phase.DONE,
                         Status.ERROR,
                         completed_at=now,
                         updated_at=now,
@@ -169,6 +179,147 @@ class MemoryStore:
 
     async def list_events(self, task_id: str) -> list[Event]:
         return [event for event in self._events if event.task_id == task_id]
+
+    # remote tasks ------------------------------------------------------------
+
+    async def move(self, move: Move) -> Task:
+        async with self._lock:
+            return self._move(move)
+
+    def _move(self, move: Move) -> Task:
+        status = move.status()
+        task = self._tasks.get(move.task_id)
+        held = move.holder is None or getattr(task, move.holder[0], None) == move.holder[1]
+        if task is None or task.phase not in move.source or not held:
+            raise IllegalTransition(f"task {move.task_id} is not in phase {set(move.source)}")
+        changes: dict[str, Any] = {"updated_at": move.now}
+        if move.target is Phase.DONE:
+            changes.update(
+                completed_at=move.now,
+                lease_owner=None,
+                lease_until=None,
+                watcher=None,
+                next_check_at=None,
+            )
+        for column, value in move.fields.items():
+            if column not in MOVABLE:
+                raise ValueError(f"a move cannot set column {column!r}")
+            changes[column] = value
+        if "progress" in changes:
+            changes["progress"] = max(task.progress, changes["progress"])
+        if status is Status.SUCCESS:
+            changes["progress"] = 100
+        task = task.moved_to(move.target, status if move.target is Phase.DONE else None, **changes)
+        self._tasks[task.id] = task
+        if move.record:
+            self._record(task, move.detail)
+        return task
+
+    def _in_flight(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for task in self._tasks.values():
+            if task.provider and task.phase in (Phase.SUBMITTING, Phase.WATCHING):
+                counts[task.provider] = counts.get(task.provider, 0) + 1
+        return counts
+
+    async def claim_submits(
+        self,
+        *,
+        worker: str,
+        now: float,
+        lease_seconds: float,
+        routes: Mapping[str, Sequence[tuple[str, str]]],
+        caps: Mapping[str, int],
+        limit: int,
+    ) -> list[Claimed]:
+        async with self._lock:
+            candidates = [
+                Candidate(
+                    t.id,
+                    t.spec.model,
+                    t.phase,
+                    t.provider,
+                    t.upstream_model,
+                    t.submitted_at,
+                    t.attempts,
+                )
+                for t in sorted(self._tasks.values(), key=lambda t: t.created_at)
+                if (
+                    t.phase is Phase.QUEUED
+                    and t.spec.model in routes
+                    and (t.next_check_at is None or t.next_check_at <= now)
+                )
+                or (t.phase is Phase.SUBMITTING and (t.lease_until or 0) < now)
+            ]
+            picks = assign(candidates, self._in_flight(), routes, caps, limit)
+            return [
+                Claimed(
+                    self._move(
+                        sql.intent_move(pick, worker=worker, now=now, lease_seconds=lease_seconds)
+                    ),
+                    pick.lost,
+                )
+                for pick in picks
+            ]
+
+    async def reroute_submit(
+        self,
+        task_id: str,
+        *,
+        worker: str,
+        now: float,
+        routes: Sequence[tuple[str, str]],
+        tried: Collection[str],
+        caps: Mapping[str, int],
+    ) -> Task | None:
+        async with self._lock:
+            route = first_free(routes, self._in_flight(), caps, tried)
+            if route is None:
+                return None
+            return self._move(sql.reroute_move(task_id, route, worker=worker, now=now))
+
+    async def claim_watch(self, *, poller: str, now: float, limit: int) -> list[Task]:
+        async with self._lock:
+            alive = {p for p, until in self._pollers.items() if until >= now}
+            free = [
+                t
+                for t in self._tasks.values()
+                if t.phase in (Phase.WATCHING, Phase.REHOSTING) and t.watcher not in alive
+            ]
+            free.sort(key=lambda t: t.next_check_at or 0.0)
+            taken = [replace(t, watcher=poller) for t in free[:limit]]
+            self._tasks.update((t.id, t) for t in taken)
+            return taken
+
+    async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
+        self._pollers[poller] = alive_until
+
+    async def drop_poller(self, poller: str, *, now: float) -> None:
+        async with self._lock:
+            for task in list(self._tasks.values()):
+                if task.watcher == poller and task.phase in (Phase.WATCHING, Phase.REHOSTING):
+                    self._tasks[task.id] = replace(task, watcher=None)
+            self._pollers.pop(poller, None)
+
+    async def upstream_ids(self, provider: str, *, since: float) -> set[str]:
+        return {
+            t.upstream_id
+            for t in self._tasks.values()
+            if t.provider == provider
+            and t.upstream_id is not None
+            and (t.submitted_at or 0) >= since
+        }
+
+    async def expected_duration(
+        self, provider: str, model: str, seconds: int, resolution: str
+    ) -> float | None:
+        return self._durations.get((provider, model, seconds, resolution))
+
+    async def learn_duration(
+        self, provider: str, model: str, seconds: int, resolution: str, took: float
+    ) -> None:
+        key = (provider, model, seconds, resolution)
+        self._durations[key] = learn(self._durations.get(key), took)
 
     async def add_key(self, key: ApiKey) -> None:
         self._keys[key.id] = key

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from reelgate.domain.errors import LeaseLost, NotFound, Unavailable
+from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound, Unavailable
+from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
+from reelgate.ports import Claimed, Move
 from reelgate.store import sql
 
 log = logging.getLogger("reelgate.store")
@@ -72,9 +74,40 @@ _Q = {
             "key_by_hash": sql.SELECT_KEY_BY_HASH,
             "keys": sql.SELECT_KEYS,
             "revoke_key": sql.REVOKE_KEY,
+            "in_flight": sql.IN_FLIGHT,
+            "submit_candidates": sql.SUBMIT_CANDIDATES.format(
+                models="SELECT unnest(CAST(:models AS text[]))"
+            ),
+            "claim_watch": sql.CLAIM_WATCH.format(lock=" FOR UPDATE SKIP LOCKED"),
+            "beat_poller": sql.BEAT_POLLER,
+            "release_watched": sql.RELEASE_WATCHED,
+            "drop_poller": sql.DROP_POLLER,
+            "upstream_ids": sql.UPSTREAM_IDS,
+            "select_duration": sql.SELECT_DURATION,
+            "learn_duration": sql.LEARN_DURATION,
         }.items()
     },
 }
+_SUBMIT_LOCK = 0x7265656D  # submitters count the tasks in flight one at a time
+
+
+async def _fetch(conn: Any, statement: str, params: Mapping[str, Any]) -> list[Any]:
+    cursor = await conn.execute(statement, params)
+    return await cursor.fetchall() if cursor.description else []
+
+
+async def _move(conn: Any, move: Move) -> Task:
+    statement, params = sql.move_statement(move, greatest="GREATEST")
+    text = _recorded(statement, ":m_detail") if move.record else sql.for_psycopg(statement)
+    rows = await _fetch(conn, text, params)
+    if not rows:
+        raise IllegalTransition(
+            f"task {move.task_id} is not in phase {'/'.join(sorted(move.source))}"
+            + (f" held by {move.holder[1]}" if move.holder else "")
+        )
+    return sql.task_from_row(rows[0][:_WIDTH])
+
+
 _WIDTH = len(sql.TASK_COLUMNS.split(","))
 
 
@@ -257,6 +290,87 @@ class PostgresStore:
     async def list_events(self, task_id: str) -> list[Event]:
         rows = await self._rows(_Q["select_events"], {"task_id": task_id})
         return [sql.event_from_row(row) for row in rows]
+
+    # remote tasks ------------------------------------------------------------
+
+    async def move(self, move: Move) -> Task:
+        async with self._connection() as conn:
+            return await _move(conn, move)
+
+    async def claim_submits(
+        self,
+        *,
+        worker: str,
+        now: float,
+        lease_seconds: float,
+        routes: Mapping[str, Sequence[tuple[str, str]]],
+        caps: Mapping[str, int],
+        limit: int,
+    ) -> list[Claimed]:
+        params = {"now": now, "models": list(routes), "limit": limit * 4 + 16}
+        async with self._connection() as conn, conn.transaction():
+            # One submitter at a time counts and claims, so caps hold across processes.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SUBMIT_LOCK,))
+            in_flight = sql.in_flight_from_rows(await _fetch(conn, _Q["in_flight"], {}))
+            rows = await _fetch(conn, _Q["submit_candidates"], params)
+            candidates = [sql.candidate_from_row(row) for row in rows]
+            claimed = []
+            for pick in assign(candidates, in_flight, routes, caps, limit):
+                move = sql.intent_move(pick, worker=worker, now=now, lease_seconds=lease_seconds)
+                claimed.append(Claimed(await _move(conn, move), pick.lost))
+            return claimed
+
+    async def reroute_submit(
+        self,
+        task_id: str,
+        *,
+        worker: str,
+        now: float,
+        routes: Sequence[tuple[str, str]],
+        tried: Collection[str],
+        caps: Mapping[str, int],
+    ) -> Task | None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SUBMIT_LOCK,))
+            in_flight = sql.in_flight_from_rows(await _fetch(conn, _Q["in_flight"], {}))
+            route = first_free(routes, in_flight, caps, tried)
+            if route is None:
+                return None
+            return await _move(conn, sql.reroute_move(task_id, route, worker=worker, now=now))
+
+    async def claim_watch(self, *, poller: str, now: float, limit: int) -> list[Task]:
+        params = {"poller": poller, "now": now, "limit": limit}
+        return await self._tasks(_Q["claim_watch"], params)
+
+    async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
+        await self._rows(_Q["beat_poller"], {"poller": poller, "alive_until": alive_until})
+
+    async def drop_poller(self, poller: str, *, now: float) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(_Q["release_watched"], {"poller": poller})
+            await conn.execute(_Q["drop_poller"], {"poller": poller, "forgotten": now - 86400})
+
+    async def upstream_ids(self, provider: str, *, since: float) -> set[str]:
+        rows = await self._rows(_Q["upstream_ids"], {"provider": provider, "since": since})
+        return {row[0] for row in rows}
+
+    async def expected_duration(
+        self, provider: str, model: str, seconds: int, resolution: str
+    ) -> float | None:
+        params = {
+            "provider": provider,
+            "model": model,
+            "seconds": seconds,
+            "resolution": resolution,
+        }
+        rows = await self._rows(_Q["select_duration"], params)
+        return float(rows[0][0]) if rows else None
+
+    async def learn_duration(
+        self, provider: str, model: str, seconds: int, resolution: str, took: float
+    ) -> None:
+        params = sql.learn_params(provider, model, seconds, resolution, took)
+        await self._rows(_Q["learn_duration"], params)
 
     # keys ------------------------------------------------------------------
 

@@ -12,13 +12,42 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from reelgate.domain.status import Status
+from reelgate.domain.progress import LEARNING_RATE
+from reelgate.domain.routing import Candidate, Pick, Route
+from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import ApiKey, Event, Task, TaskSpec
+from reelgate.ports import Move
 
 TASK_COLUMNS = (
     "id, owner, model, prompt, seconds, size, resolution, input_key, status, progress, "
     "created_at, updated_at, completed_at, attempts, lease_owner, lease_until, "
-    "output_key, error_code, error_message"
+    "output_key, error_code, error_message, phase, provider, upstream_model, upstream_id, "
+    "next_check_at, watcher, submitted_at, expected_seconds, upstream_url, "
+    "upstream_url_expires, usage_tokens, faults"
+)
+# The columns a ``Move`` may set; the rest never change after create, or only by the
+# statements below.
+MOVABLE = frozenset(
+    [
+        "progress",
+        "attempts",
+        "lease_owner",
+        "lease_until",
+        "output_key",
+        "error_code",
+        "error_message",
+        "provider",
+        "upstream_model",
+        "upstream_id",
+        "next_check_at",
+        "watcher",
+        "submitted_at",
+        "expected_seconds",
+        "upstream_url",
+        "upstream_url_expires",
+        "usage_tokens",
+        "faults",
+    ]
 )
 KEY_COLUMNS = "id, owner, name, key_hash, prefix, created_at, revoked_at"
 
@@ -26,7 +55,9 @@ INSERT_TASK = f"""
 INSERT INTO tasks ({TASK_COLUMNS}) VALUES (
     :id, :owner, :model, :prompt, :seconds, :size, :resolution, :input_key, :status,
     :progress, :created_at, :updated_at, :completed_at, :attempts, :lease_owner,
-    :lease_until, :output_key, :error_code, :error_message)
+    :lease_until, :output_key, :error_code, :error_message, :phase, :provider,
+    :upstream_model, :upstream_id, :next_check_at, :watcher, :submitted_at,
+    :expected_seconds, :upstream_url, :upstream_url_expires, :usage_tokens, :faults)
 """
 
 INSERT_EVENT = """
@@ -37,17 +68,20 @@ VALUES (:task_id, :at, :status, :progress, :detail)
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = :id"
 
 # QUEUED repeats the partial index's condition word for word: SQLite's planner uses the
-# index (the queue) only for a WHERE that contains it, else it scans the whole history.
+# index (the work queue) only for a WHERE that contains it, else it scans the whole history.
 QUEUED = "status IN ('SUBMITTED', 'IN_PROGRESS')"
+WATCHED = "phase IN ('watching', 'rehosting')"  # the same, for the pollers' index
 
+# The statements of local renders below name their phases by hand; a unit test checks
+# each against the machine (``MOVES``), as ``move_statement`` does for the rest.
 CLAIMABLE = f"""
-({QUEUED} AND (status = 'SUBMITTED'
- OR (status = 'IN_PROGRESS' AND lease_until < :now AND attempts < :max_attempts)))
+({QUEUED} AND phase IN ('queued', 'rendering') AND ((status = 'SUBMITTED' AND phase = 'queued')
+ OR (phase = 'rendering' AND lease_until < :now AND attempts < :max_attempts)))
 """
 
 CLAIM = """
-UPDATE tasks SET status = 'IN_PROGRESS', lease_owner = :worker, lease_until = :lease_until,
-    attempts = attempts + 1, updated_at = :now
+UPDATE tasks SET status = 'IN_PROGRESS', phase = 'rendering', lease_owner = :worker,
+    lease_until = :lease_until, attempts = attempts + 1, updated_at = :now
 WHERE {chosen} AND {claimable}
 RETURNING {columns}
 """
@@ -55,33 +89,136 @@ RETURNING {columns}
 HEARTBEAT = f"""
 UPDATE tasks SET progress = {{greatest}}(progress, :progress), lease_until = :lease_until,
     updated_at = :now
-WHERE id = :id AND status = 'IN_PROGRESS' AND lease_owner = :worker
+WHERE id = :id AND phase = 'rendering' AND lease_owner = :worker
 RETURNING {TASK_COLUMNS}
 """
 
 FINISH = f"""
-UPDATE tasks SET status = :status,
+UPDATE tasks SET status = :status, phase = 'done',
     progress = CASE WHEN :status = 'SUCCESS' THEN 100 ELSE progress END,
     completed_at = :now, updated_at = :now, lease_owner = NULL, lease_until = NULL,
     output_key = :output_key, error_code = :error_code, error_message = :error_message
-WHERE id = :id AND status = 'IN_PROGRESS' AND lease_owner = :worker
+WHERE id = :id AND phase = 'rendering' AND lease_owner = :worker
 RETURNING {TASK_COLUMNS}
 """
 
 RELEASE = f"""
 UPDATE tasks SET lease_owner = NULL, lease_until = 0, attempts = attempts - 1, updated_at = :now
-WHERE id = :id AND status = 'IN_PROGRESS' AND lease_owner = :worker
+WHERE id = :id AND phase = 'rendering' AND lease_owner = :worker
 RETURNING {TASK_COLUMNS}
 """
 
 EXPIRE = f"""
-UPDATE tasks SET status = 'ERROR', completed_at = :now, updated_at = :now,
+UPDATE tasks SET status = 'ERROR', phase = 'done', completed_at = :now, updated_at = :now,
     lease_owner = NULL, lease_until = NULL, error_code = 'worker_lost',
     error_message = 'the render was interrupted ' || attempts || ' times; giving up'
-WHERE {QUEUED} AND status = 'IN_PROGRESS' AND lease_until < :now
+WHERE {QUEUED} AND phase = 'rendering' AND lease_until < :now
     AND attempts >= :max_attempts
 RETURNING {TASK_COLUMNS}
 """
+
+# Remote tasks ------------------------------------------------------------------------
+
+# Submission candidates: queued tasks of routed models that are due, and submissions
+# whose submitter died (their lease expired) with the request maybe sent.
+SUBMIT_CANDIDATES = f"""
+SELECT id, model, phase, provider, upstream_model, submitted_at, attempts FROM tasks
+WHERE {QUEUED} AND phase IN ('queued', 'submitting') AND status = 'SUBMITTED' AND (
+    (phase = 'queued' AND model IN ({{models}})
+     AND (next_check_at IS NULL OR next_check_at <= :now))
+    OR (phase = 'submitting' AND lease_until < :now))
+ORDER BY created_at LIMIT :limit
+"""
+
+# Upstream tasks in flight, per provider: what admission control counts.
+IN_FLIGHT = f"""
+SELECT provider, COUNT(*) FROM tasks
+WHERE {QUEUED} AND phase IN ('submitting', 'watching') GROUP BY provider
+"""
+
+CLAIM_WATCH = f"""
+UPDATE tasks SET watcher = :poller
+WHERE id IN (
+    SELECT id FROM tasks WHERE {WATCHED}
+    AND (watcher IS NULL OR watcher NOT IN (SELECT id FROM pollers WHERE alive_until >= :now))
+    ORDER BY next_check_at LIMIT :limit{{lock}})
+AND {WATCHED}
+RETURNING {TASK_COLUMNS}
+"""
+
+BEAT_POLLER = """
+INSERT INTO pollers (id, alive_until) VALUES (:poller, :alive_until)
+ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until
+"""
+RELEASE_WATCHED = f"UPDATE tasks SET watcher = NULL WHERE {WATCHED} AND watcher = :poller"
+DROP_POLLER = "DELETE FROM pollers WHERE id = :poller OR alive_until < :forgotten"
+
+UPSTREAM_IDS = """
+SELECT upstream_id FROM tasks
+WHERE provider IS NOT NULL AND provider = :provider AND submitted_at >= :since
+    AND upstream_id IS NOT NULL
+"""
+
+SELECT_DURATION = """
+SELECT mean FROM durations
+WHERE provider = :provider AND model = :model AND seconds = :seconds AND resolution = :resolution
+"""
+LEARN_DURATION = """
+INSERT INTO durations (provider, model, seconds, resolution, mean, samples)
+VALUES (:provider, :model, :seconds, :resolution, :took, 1)
+ON CONFLICT (provider, model, seconds, resolution) DO UPDATE SET
+    mean = durations.mean + :rate * (:took - durations.mean), samples = durations.samples + 1
+"""
+
+
+def move_statement(move: Move, *, greatest: str) -> tuple[str, dict[str, Any]]:
+    """The conditional UPDATE of ``move`` (RETURNING the task), generated from the machine.
+
+    The WHERE names the task, the phases it may be in and its holder; zero rows
+    updated means the task is not where the caller thought (the caller raises).
+    """
+    status = move.status()
+    sets: dict[str, str] = {
+        "status": ":m_status",
+        "phase": ":m_phase",
+        "updated_at": ":m_now",
+    }
+    if move.target is Phase.DONE:
+        sets.update(
+            completed_at=":m_now",
+            lease_owner="NULL",
+            lease_until="NULL",
+            watcher="NULL",
+            next_check_at="NULL",
+        )
+        if status is Status.SUCCESS:
+            sets["progress"] = "100"
+    params: dict[str, Any] = {
+        "m_status": status.value,
+        "m_phase": move.target.value,
+        "m_now": move.now,
+        "m_id": move.task_id,
+        "m_detail": move.detail,
+    }
+    for column, value in move.fields.items():
+        if column not in MOVABLE:
+            raise ValueError(f"a move cannot set column {column!r}")
+        if column == "progress" and "progress" not in sets:
+            sets[column] = f"{greatest}(progress, :f_progress)"
+        elif column != "progress":
+            sets[column] = f":f_{column}"
+        params[f"f_{column}"] = value
+    phases = ", ".join(f"'{phase.value}'" for phase in sorted(move.source))
+    where = f"id = :m_id AND phase IN ({phases})"
+    if move.holder is not None:
+        column, holder = move.holder
+        if column not in ("lease_owner", "watcher"):
+            raise ValueError(f"a task is held by lease_owner or watcher, not {column!r}")
+        where += f" AND {column} = :m_holder"
+        params["m_holder"] = holder
+    assignments = ", ".join(f"{column} = {value}" for column, value in sets.items())
+    return f"UPDATE tasks SET {assignments} WHERE {where} RETURNING {TASK_COLUMNS}", params
+
 
 SELECT_EVENTS = """
 SELECT task_id, seq, at, status, progress, detail FROM task_events
@@ -140,6 +277,18 @@ def task_params(task: Task) -> dict[str, Any]:
         "output_key": task.output_key,
         "error_code": task.error_code,
         "error_message": task.error_message,
+        "phase": task.phase.value,
+        "provider": task.provider,
+        "upstream_model": task.upstream_model,
+        "upstream_id": task.upstream_id,
+        "next_check_at": task.next_check_at,
+        "watcher": task.watcher,
+        "submitted_at": task.submitted_at,
+        "expected_seconds": task.expected_seconds,
+        "upstream_url": task.upstream_url,
+        "upstream_url_expires": task.upstream_url_expires,
+        "usage_tokens": task.usage_tokens,
+        "faults": task.faults,
     }
 
 
@@ -181,6 +330,8 @@ def task_from_row(row: Sequence[Any]) -> Task:
         output_key,
         error_code,
         error_message,
+        phase,
+        *remote,
     ) = row
     return Task(
         id=id_,
@@ -197,7 +348,12 @@ def task_from_row(row: Sequence[Any]) -> Task:
         output_key=output_key,
         error_code=error_code,
         error_message=error_message,
+        phase=Phase(phase),
+        **dict(zip(_REMOTE_FIELDS, remote, strict=True)),
     )
+
+
+_REMOTE_FIELDS = TASK_COLUMNS.split("phase, ", 1)[1].split(", ")
 
 
 def key_from_row(row: Sequence[Any]) -> ApiKey:
@@ -221,4 +377,63 @@ def key_params(key: ApiKey) -> Mapping[str, Any]:
         "prefix": key.prefix,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
+    }
+
+
+def candidate_from_row(row: Sequence[Any]) -> Candidate:
+    """Map a row of ``SUBMIT_CANDIDATES`` to a ``Candidate``."""
+    id_, model, phase, provider, upstream_model, submitted_at, attempts = row
+    return Candidate(id_, model, Phase(phase), provider, upstream_model, submitted_at, attempts)
+
+
+def intent_move(pick: Pick, *, worker: str, now: float, lease_seconds: float) -> Move:
+    """The move that records a submission's intent (before the request is sent)."""
+    candidate = pick.candidate
+    return Move(
+        candidate.id,
+        frozenset({candidate.phase}),
+        Phase.SUBMITTING,
+        now,
+        fields={
+            "provider": pick.provider,
+            "upstream_model": pick.upstream_model,
+            # A lost submission keeps the time its request may have gone out.
+            "submitted_at": candidate.submitted_at if pick.lost else now,
+            "lease_owner": worker,
+            "lease_until": now + lease_seconds,
+            "attempts": candidate.attempts + 1,
+        },
+        detail=f"{'lost submission to' if pick.lost else 'submitting to'} {pick.provider}",
+    )
+
+
+def reroute_move(task_id: str, route: Route, *, worker: str, now: float) -> Move:
+    """The move that records a fallback route as the submission's new intent."""
+    return Move(
+        task_id,
+        frozenset({Phase.SUBMITTING}),
+        Phase.SUBMITTING,
+        now,
+        holder=("lease_owner", worker),
+        fields={"provider": route[0], "upstream_model": route[1], "submitted_at": now},
+        detail=f"falling back to {route[0]}",
+    )
+
+
+def in_flight_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, int]:
+    """Map the rows of ``IN_FLIGHT`` to provider -> count."""
+    return {provider: count for provider, count in rows if provider is not None}
+
+
+def learn_params(
+    provider: str, model: str, seconds: int, resolution: str, took: float
+) -> dict[str, Any]:
+    """The named parameters of ``LEARN_DURATION``."""
+    return {
+        "provider": provider,
+        "model": model,
+        "seconds": seconds,
+        "resolution": resolution,
+        "took": took,
+        "rate": LEARNING_RATE,
     }

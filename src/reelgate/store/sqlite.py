@@ -13,15 +13,17 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reelgate.domain.errors import LeaseLost, NotFound, Unavailable
+from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound, Unavailable
+from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
+from reelgate.ports import Claimed, Move
 from reelgate.store import sql
 
 T = TypeVar("T")
@@ -235,6 +237,97 @@ class SqliteStore:
         rows = self._read(sql.SELECT_EVENTS, {"task_id": task_id})
         return [sql.event_from_row(row) for row in rows]
 
+    # remote tasks ------------------------------------------------------------
+
+    async def move(self, move: Move) -> Task:
+        return await self._write(lambda conn: _move(conn, move))
+
+    async def claim_submits(
+        self,
+        *,
+        worker: str,
+        now: float,
+        lease_seconds: float,
+        routes: Mapping[str, Sequence[tuple[str, str]]],
+        caps: Mapping[str, int],
+        limit: int,
+    ) -> list[Claimed]:
+        candidates = sql.SUBMIT_CANDIDATES.format(models=_MODELS)
+        params = {"now": now, "models": json.dumps(list(routes)), "limit": limit * 4 + 16}
+
+        def run(conn: sqlite3.Connection) -> list[Claimed]:
+            # BEGIN IMMEDIATE holds the one write lock: submitters never count together.
+            in_flight = sql.in_flight_from_rows(conn.execute(sql.IN_FLIGHT).fetchall())
+            rows = [sql.candidate_from_row(row) for row in conn.execute(candidates, params)]
+            claimed = []
+            for pick in assign(rows, in_flight, routes, caps, limit):
+                move = sql.intent_move(pick, worker=worker, now=now, lease_seconds=lease_seconds)
+                claimed.append(Claimed(_move(conn, move), pick.lost))
+            return claimed
+
+        return await self._write(run)
+
+    async def reroute_submit(
+        self,
+        task_id: str,
+        *,
+        worker: str,
+        now: float,
+        routes: Sequence[tuple[str, str]],
+        tried: Collection[str],
+        caps: Mapping[str, int],
+    ) -> Task | None:
+        def run(conn: sqlite3.Connection) -> Task | None:
+            in_flight = sql.in_flight_from_rows(conn.execute(sql.IN_FLIGHT).fetchall())
+            route = first_free(routes, in_flight, caps, tried)
+            if route is None:
+                return None
+            return _move(conn, sql.reroute_move(task_id, route, worker=worker, now=now))
+
+        return await self._write(run)
+
+    async def claim_watch(self, *, poller: str, now: float, limit: int) -> list[Task]:
+        statement = sql.CLAIM_WATCH.format(lock="")
+        params = {"poller": poller, "now": now, "limit": limit}
+
+        def run(conn: sqlite3.Connection) -> list[Task]:
+            return [sql.task_from_row(row) for row in conn.execute(statement, params)]
+
+        return await self._write(run)
+
+    async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
+        params = {"poller": poller, "alive_until": alive_until}
+        await self._write(lambda conn: conn.execute(sql.BEAT_POLLER, params))
+
+    async def drop_poller(self, poller: str, *, now: float) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(sql.RELEASE_WATCHED, {"poller": poller})
+            conn.execute(sql.DROP_POLLER, {"poller": poller, "forgotten": now - 86400})
+
+        await self._write(run)
+
+    async def upstream_ids(self, provider: str, *, since: float) -> set[str]:
+        rows = self._read(sql.UPSTREAM_IDS, {"provider": provider, "since": since})
+        return {row[0] for row in rows}
+
+    async def expected_duration(
+        self, provider: str, model: str, seconds: int, resolution: str
+    ) -> float | None:
+        params = {
+            "provider": provider,
+            "model": model,
+            "seconds": seconds,
+            "resolution": resolution,
+        }
+        rows = self._read(sql.SELECT_DURATION, params)
+        return float(rows[0][0]) if rows else None
+
+    async def learn_duration(
+        self, provider: str, model: str, seconds: int, resolution: str, took: float
+    ) -> None:
+        params = sql.learn_params(provider, model, seconds, resolution, took)
+        await self._write(lambda conn: conn.execute(sql.LEARN_DURATION, params))
+
     # keys ------------------------------------------------------------------
 
     async def add_key(self, key: ApiKey) -> None:
@@ -255,6 +348,23 @@ class SqliteStore:
             return sql.key_from_row(row)
 
         return await self._write(run)
+
+
+_MODELS = "SELECT value FROM json_each(:models)"
+
+
+def _move(conn: sqlite3.Connection, move: Move) -> Task:
+    statement, params = sql.move_statement(move, greatest="MAX")
+    row = conn.execute(statement, params).fetchone()
+    if row is None:
+        raise IllegalTransition(
+            f"task {move.task_id} is not in phase {'/'.join(sorted(move.source))}"
+            + (f" held by {move.holder[1]}" if move.holder else "")
+        )
+    task = sql.task_from_row(row)
+    if move.record:
+        conn.execute(sql.INSERT_EVENT, sql.event_params(task, move.detail))
+    return task
 
 
 def _statements(script: str) -> list[str]:

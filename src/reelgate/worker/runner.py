@@ -68,6 +68,11 @@ class Worker:
         self._models = frozenset(models)
         self._next_expiry = 0.0
 
+    @property
+    def models(self) -> frozenset[str] | None:
+        """The models this worker was asked to serve (None: all it can)."""
+        return self._config.models
+
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and render until ``stop`` is set, then shut down gracefully.
 

@@ -1,0 +1,1 @@
+"""Backends that make videos: local renderers and remote providers."""

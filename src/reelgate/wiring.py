@@ -43,11 +43,16 @@ class Components:
     config: Config
     providers: dict[str, Provider]
     remote_wakeup: LocalWakeup
+    running: RemoteRunner | None = None  # the remote runner this process runs, if any
 
     @property
     def remote_routes(self) -> dict[str, list[tuple[str, str]]]:
         """Public model id -> ordered (provider, upstream model), for remote models."""
         return self.config.remote_routes()
+
+    def hint(self, task_id: str) -> bool:
+        """Poll ``task_id`` at once if this process watches it (a provider called back)."""
+        return self.running is not None and self.running.watcher.hint(task_id)
 
     def wake(self) -> None:
         """Tell this process's local and remote workers that work may be waiting."""
@@ -84,6 +89,7 @@ class Components:
             worker=worker_id,
             scratch_dir=scratch,
             input_url=self.tasks.blob_url,
+            callback_url=lambda task: self.tasks.callback_url(task.id),
             poll_interval=self.settings.poll_interval,
             grace_seconds=self.settings.grace_seconds,
         )
@@ -111,10 +117,12 @@ class Components:
         listening = None
         if self.listener is not None:
             listening = asyncio.create_task(self.listener.run(self.wake))
-        remote = self.remote(worker.id, worker.models)
+        remote = self.running = self.remote(worker.id, worker.models)
         try:
             if remote is None:
                 await worker.run(stop)
+            elif not worker.serves_any:  # every model it may take is upstream
+                await remote.run(stop)
             else:
                 await asyncio.gather(worker.run(stop), remote.run(stop))
         finally:

@@ -199,3 +199,20 @@ async def test_learned_durations(store: TaskStore) -> None:
     await store.learn_duration("ark-a", "m", 5, "720p", 50.0)
     assert await store.expected_duration("ark-a", "m", 5, "720p") == pytest.approx(90.0)
     assert await store.expected_duration("ark-a", "m", 10, "720p") is None
+
+
+async def test_a_full_provider_never_holds_back_another_model(store: TaskStore) -> None:
+    routes = {"doubao-seedance-2-0": [("full", "a")], "doubao-seedance-1-0-pro": [("free", "b")]}
+    caps = {"full": 1, "free": 5}
+    for i in range(40):  # older tasks of the model whose provider fills up at once
+        await store.create_task(make_task(1000.0 + i))
+    newer = make_task(5000.0, model="doubao-seedance-1-0-pro")
+    await store.create_task(newer)
+    first = await store.claim_submits(
+        worker="w", now=6000.0, lease_seconds=LEASE, routes=routes, caps=caps, limit=1
+    )
+    assert [c.task.provider for c in first] == ["full"]
+    second = await store.claim_submits(
+        worker="w", now=6001.0, lease_seconds=LEASE, routes=routes, caps=caps, limit=1
+    )
+    assert [c.task.id for c in second] == [newer.id]

@@ -51,7 +51,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
 
 
 def configure(deployment: Deployment, fakes: dict[str, RunningFake], *,
-              caps: dict[str, int] | None = None, **options: object) -> None:  # fmt: skip
+              caps: dict[str, int] | None = None, max_faults: int = 10,
+              max_submit_tries: int = 8, **options: object) -> None:  # fmt: skip
     """Route Seedance 2.0 to ``fakes`` in order (fallback), 1.0 pro to the first."""
     providers = {
         name: {
@@ -63,7 +64,13 @@ def configure(deployment: Deployment, fakes: dict[str, RunningFake], *,
         for name, fake in fakes.items()
     }
     routes = {"doubao-seedance-2-0": list(fakes), "doubao-seedance-1-0-pro": [next(iter(fakes))]}
-    path = write_config(deployment.root / "reelgate.toml", providers, routes)
+    path = write_config(
+        deployment.root / "reelgate.toml",
+        providers,
+        routes,
+        max_faults=max_faults,
+        max_submit_tries=max_submit_tries,
+    )
     deployment.settings["REELGATE_CONFIG"] = str(path)
 
 
@@ -175,7 +182,9 @@ def test_kill_9_of_a_poller_mid_round_loses_nothing(deployment: Deployment) -> N
 
 def test_a_minute_of_upstream_outage_loses_nothing(deployment: Deployment) -> None:
     with ark(2.0, 4.0) as upstream:
-        configure(deployment, {"ark": upstream})
+        # Enough tries to ride out a minute: backoff is capped at 4 s (polls) and 10 s
+        # (submissions) by this file's max_interval of 1 s.
+        configure(deployment, {"ark": upstream}, max_faults=60, max_submit_tries=30)
         deployment.start_api()
         deployment.start_worker()
         first = [deployment.create(f"a train number {i}") for i in range(10)]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI
 
 from reelgate import __version__
-from reelgate.api import bench, errors, files, health, videos
+from reelgate.api import bench, callbacks, errors, files, health, videos
 from reelgate.api.middleware import BodyLimit, RequestId
 from reelgate.wiring import Components
 
@@ -75,8 +75,10 @@ def create_app(
     state.clock = components.clock
     state.renderers = components.renderers
     state.config = components.config
+    state.hint = components.hint
     app.include_router(videos.router)
     app.include_router(files.router)
+    app.include_router(callbacks.router)
     app.include_router(health.router)
     if components.settings.bench_routes:
         app.include_router(bench.router)

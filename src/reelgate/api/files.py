@@ -1,7 +1,8 @@
-"""The signed download route for videos kept in local storage."""
+"""The signed download route for files kept in local storage (videos, input images)."""
 
 from __future__ import annotations
 
+import mimetypes
 import re
 
 from fastapi import APIRouter, Request
@@ -43,10 +44,15 @@ async def download(
         # RFC 9110: a Range header that does not parse is ignored; the whole file is sent.
         request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
     ttl = request.app.state.settings.url_ttl
+    # Videos (videos/<task>.<attempt>.mp4) download as <task>.mp4; input images, handed
+    # to providers that fetch them, keep their own name and type.
+    name = key.rsplit("/", 1)[-1]
+    stem, _, extension = name.partition(".")
+    extension = extension.rsplit(".", 1)[-1]
     return FileResponse(
         path,
-        media_type="video/mp4",
-        filename=key.rsplit("/", 1)[-1].split(".", 1)[0] + ".mp4",
+        media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        filename=f"{stem}.{extension}",
         content_disposition_type="inline",
         headers={"Cache-Control": f"private, max-age={ttl}"},
     )

@@ -16,6 +16,8 @@ from reelgate.services.images import check_image
 from reelgate.services.signing import Signer
 
 FILES_PREFIX = "/files/"
+CALLBACKS_PREFIX = "/v1/callbacks/"
+CALLBACK_TTL = 3 * 24 * 3600  # a provider may call back days after the submission
 
 
 def output_key(task_id: str, attempt: int = 1) -> str:
@@ -103,6 +105,11 @@ class TaskService:
         if presigned is not None:
             return presigned
         return self._signer.sign(self._public_url, FILES_PREFIX + key, expires)
+
+    def callback_url(self, task_id: str) -> str:
+        """The signed URL a provider calls when ``task_id`` changes there."""
+        expires = int(self._clock()) + CALLBACK_TTL
+        return self._signer.sign(self._public_url, CALLBACKS_PREFIX + task_id, expires)
 
     def link(self, task: Task) -> Link | None:
         """A freshly signed link to the task's video, or None before SUCCESS."""

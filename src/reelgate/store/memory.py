@@ -233,6 +233,8 @@ class MemoryStore:
         limit: int,
     ) -> list[Claimed]:
         async with self._lock:
+            in_flight = self._in_flight()
+            open_models = set(sql.open_models(routes, in_flight, caps))
             candidates = [
                 Candidate(
                     t.id,
@@ -246,12 +248,12 @@ class MemoryStore:
                 for t in sorted(self._tasks.values(), key=lambda t: t.created_at)
                 if (
                     t.phase is Phase.QUEUED
-                    and t.spec.model in routes
+                    and t.spec.model in open_models
                     and (t.next_check_at is None or t.next_check_at <= now)
                 )
                 or (t.phase is Phase.SUBMITTING and (t.lease_until or 0) < now)
             ]
-            picks = assign(candidates, self._in_flight(), routes, caps, limit)
+            picks = assign(candidates, in_flight, routes, caps, limit)
             return [
                 Claimed(
                     self._move(

@@ -307,11 +307,15 @@ class PostgresStore:
         caps: Mapping[str, int],
         limit: int,
     ) -> list[Claimed]:
-        params = {"now": now, "models": list(routes), "limit": limit * 4 + 16}
         async with self._connection() as conn, conn.transaction():
             # One submitter at a time counts and claims, so caps hold across processes.
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SUBMIT_LOCK,))
             in_flight = sql.in_flight_from_rows(await _fetch(conn, _Q["in_flight"], {}))
+            params = {
+                "now": now,
+                "models": sql.open_models(routes, in_flight, caps),
+                "limit": limit * 4 + 16,
+            }
             rows = await _fetch(conn, _Q["submit_candidates"], params)
             candidates = [sql.candidate_from_row(row) for row in rows]
             claimed = []

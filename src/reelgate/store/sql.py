@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from reelgate.domain.progress import LEARNING_RATE
-from reelgate.domain.routing import Candidate, Pick, Route
+from reelgate.domain.routing import Candidate, Pick, Route, first_free
 from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import ApiKey, Event, Task, TaskSpec
 from reelgate.ports import Move
@@ -418,6 +418,14 @@ def reroute_move(task_id: str, route: Route, *, worker: str, now: float) -> Move
         fields={"provider": route[0], "upstream_model": route[1], "submitted_at": now},
         detail=f"falling back to {route[0]}",
     )
+
+
+def open_models(
+    routes: Mapping[str, Sequence[Route]], in_flight: Mapping[str, int], caps: Mapping[str, int]
+) -> list[str]:
+    """The models with a route that has room: only their queued tasks are candidates, so
+    that a model whose providers are full never holds back the others (head of line)."""
+    return [model for model, options in routes.items() if first_free(options, in_flight, caps)]
 
 
 def in_flight_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, int]:

@@ -253,11 +253,15 @@ class SqliteStore:
         limit: int,
     ) -> list[Claimed]:
         candidates = sql.SUBMIT_CANDIDATES.format(models=_MODELS)
-        params = {"now": now, "models": json.dumps(list(routes)), "limit": limit * 4 + 16}
 
         def run(conn: sqlite3.Connection) -> list[Claimed]:
             # BEGIN IMMEDIATE holds the one write lock: submitters never count together.
             in_flight = sql.in_flight_from_rows(conn.execute(sql.IN_FLIGHT).fetchall())
+            params = {
+                "now": now,
+                "models": json.dumps(sql.open_models(routes, in_flight, caps)),
+                "limit": limit * 4 + 16,
+            }
             rows = [sql.candidate_from_row(row) for row in conn.execute(candidates, params)]
             claimed = []
             for pick in assign(rows, in_flight, routes, caps, limit):

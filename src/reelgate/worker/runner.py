@@ -73,6 +73,11 @@ class Worker:
         """The models this worker was asked to serve (None: all it can)."""
         return self._config.models
 
+    @property
+    def serves_any(self) -> bool:
+        """Whether any model this worker may take renders locally."""
+        return bool(self._models)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and render until ``stop`` is set, then shut down gracefully.
 

@@ -242,7 +242,13 @@ class Submitter:
             message = f"no provider accepted the task after {task.attempts} tries; retry later"
             await self._end(task, "upstream_unavailable", message)
             return
-        delay = backoff(task.attempts, base=2.0, cap=300.0, retry_after=exc.retry_after)
+        watch = self._config.watch
+        delay = backoff(
+            task.attempts,
+            base=watch.min_interval,
+            cap=watch.max_interval * 10,
+            retry_after=exc.retry_after,
+        )
         now = self._clock()
         await self._store.move(
             Move(

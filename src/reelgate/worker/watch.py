@@ -277,7 +277,10 @@ class Watcher:
             await self._end(task, Status.ERROR, code, message)
             return
         retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None
-        delay = backoff(faults, base=self._watch.min_interval, cap=300.0, retry_after=retry_after)
+        watch = self._watch
+        delay = backoff(
+            faults, base=watch.min_interval, cap=watch.max_interval * 4, retry_after=retry_after
+        )
         log.warning("task %s: %s; next look in %.0fs", task.id, exc.message, delay)
         task = await self._store.move(
             Move(

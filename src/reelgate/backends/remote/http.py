@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import certifi
 import httpx
 
 from reelgate.config import ProviderConfig
@@ -100,8 +103,10 @@ class HttpProvider:
         self.config = config
         timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        tls = _tls()
         self._client = httpx.AsyncClient(
             base_url=config.base_url.rstrip("/"),
+            verify=tls,
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
             limits=limits,
@@ -110,7 +115,7 @@ class HttpProvider:
         )
         # Video URLs point at other hosts (object stores): never send them our key.
         self._downloads = httpx.AsyncClient(
-            timeout=timeout, limits=limits, transport=transport, follow_redirects=False
+            verify=tls, timeout=timeout, limits=limits, transport=transport, follow_redirects=False
         )
         self._limiter = RateLimiter(config.requests_per_minute)
 
@@ -212,6 +217,12 @@ class HttpProvider:
                 f"{self.name}: the video download failed ({type(exc).__name__})",
                 provider=self.name,
             ) from exc
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: loading the CA bundle is the slow part of a client."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _too_large(name: str, max_bytes: int) -> UpstreamRefused:

@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -107,6 +109,7 @@ class FakeArkSettings:
 
 class _Task:
     __slots__ = (
+        "callback_url",
         "created",
         "duration",
         "ended",
@@ -138,6 +141,7 @@ class _Task:
             "failed" if FAIL in prompt else "expired" if EXPIRE in prompt else "succeeded"
         )
         self.url: str | None = None
+        self.callback_url: str | None = body.get("callback_url")
 
     def state(self, now: float) -> tuple[str, float]:
         """The status at ``now`` and when it began."""
@@ -169,6 +173,7 @@ class FakeArk:
         self.counts: Counter[str] = Counter()
         self.prompts: Counter[str] = Counter()
         self.download_headers: deque[dict[str, str]] = deque(maxlen=50)
+        self.pending: set[asyncio.Future[None]] = set()  # callbacks being sent
         self._requests = 0
 
     def now(self) -> float:
@@ -176,7 +181,7 @@ class FakeArk:
 
     def stats(self) -> dict[str, Any]:
         keys = ("create_requests", "creates", "refused", "gets", "lists", "deletes")
-        more = ("download_requests", "downloads", "downloads_cut", "downloads_refused")
+        more = ("download_requests", "downloads", "downloads_cut", "downloads_refused", "callbacks")
         return {
             **{key: self.counts[key] for key in (*keys, *more)},
             "tasks": len(self.tasks),
@@ -400,9 +405,21 @@ def fake_ark_app(
                 "The request failed because the input text may contain sensitive information.",
             )
         task = fake.add(body, checked)
+        if body.get("callback_url"):
+            # Ark posts the task to callback_url when it ends; so does the fake.
+            delay = max(0.0, task.ended - fake.now())
+            asyncio.get_running_loop().call_later(
+                delay, lambda: _keep(fake.pending, asyncio.ensure_future(call_back(task, request)))
+            )
         if take(fake.faults, "create_hang"):
             await hang(request, fake.faults.hang_seconds)
         return JSONResponse({"id": task.id})
+
+    async def call_back(task: _Task, request: Request) -> None:
+        fake.counts["callbacks"] += 1
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient(timeout=5) as client:
+                await client.post(task.callback_url or "", json=fake.view(task, request))
 
     async def get(request: Request) -> Response:
         fake.counts["gets"] += 1
@@ -535,6 +552,11 @@ def fake_ark_app(
     )
     app.state.fake = fake
     return app
+
+
+def _keep(pending: set[asyncio.Future[None]], future: asyncio.Future[None]) -> None:
+    pending.add(future)
+    future.add_done_callback(pending.discard)
 
 
 def _not_found(fake: FakeArk, task_id: str) -> JSONResponse:

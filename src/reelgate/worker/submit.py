@@ -123,6 +123,7 @@ class Submitter:
                 return
             log.warning("task %s: resubmitting a lost submission (resubmit_lost)", task.id)
         tried: list[str] = []
+        advice: list[float | None] = []  # each refusing provider's Retry-After
         while True:
             try:
                 upstream_id = await provider.submit(job)
@@ -144,6 +145,7 @@ class Submitter:
             except UpstreamBusy as exc:
                 log.info("task %s: %s not accepting: %s", task.id, provider.name, exc.message)
                 tried.append(provider.name)
+                advice.append(exc.retry_after)
                 nxt = await self._store.reroute_submit(
                     task.id,
                     worker=self._worker,
@@ -153,7 +155,10 @@ class Submitter:
                     caps=self._config.caps,
                 )
                 if nxt is None:
-                    await self._defer(task, exc)
+                    # The next try starts with the first route again: wait until the
+                    # soonest provider said it would accept (if every one said).
+                    soonest = None if None in advice else min(a or 0.0 for a in advice)
+                    await self._defer(task, exc.code, soonest)
                     return
                 task, provider = nxt, self._providers[nxt.provider or ""]
                 job = replace(job, model=nxt.upstream_model or job.model)
@@ -236,7 +241,7 @@ class Submitter:
             learned = None
         return learned or default_expected(spec.seconds)
 
-    async def _defer(self, task: Task, exc: UpstreamBusy) -> None:
+    async def _defer(self, task: Task, code: str, retry_after: float | None) -> None:
         """Back to the queue with backoff; ERROR once the tries are spent."""
         if task.attempts >= self._config.watch.max_submit_tries:
             message = f"no provider accepted the task after {task.attempts} tries; retry later"
@@ -247,7 +252,7 @@ class Submitter:
             task.attempts,
             base=watch.min_interval,
             cap=watch.max_interval * 10,
-            retry_after=exc.retry_after,
+            retry_after=retry_after,
         )
         now = self._clock()
         await self._store.move(
@@ -264,7 +269,7 @@ class Submitter:
                     "upstream_model": None,
                     "next_check_at": now + delay,
                 },
-                detail=f"not accepted ({exc.code}); next try in {delay:.0f}s",
+                detail=f"not accepted ({code}); next try in {delay:.0f}s",
             )
         )
         log.info("task %s: waiting %.0fs for a provider to accept it", task.id, delay)

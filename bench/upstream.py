@@ -84,6 +84,7 @@ INTERVAL, QUICK_INTERVAL = 10.0, 1.0
 SAMPLE, QUICK_SAMPLE = 100, 20
 SHORTER = 10  # the short runs' tasks run this many times less long
 FEWER = 5  # … and are this many times fewer
+PROGRESS = 15.0  # seconds between progress lines of a long run
 CLIENT_POLL = 0.1  # seconds between a sampled client's GETs
 MODEL = "doubao-seedance-2-0"
 KEY_ENV = "REELGATE_BENCH_ARK_KEY"  # the variable that the config's api_key_env names
@@ -412,8 +413,12 @@ async def statuses(url: str) -> dict[str, int]:
 
 
 async def wait_done(url: str, tasks: int, procs: Processes, timeout: float) -> None:
-    """Until ``tasks`` tasks are SUCCESS; fails on any other end, a dead process, or time."""
+    """Until ``tasks`` tasks are SUCCESS; fails on any other end, a dead process, or time.
+
+    Says how far it got every ``PROGRESS`` seconds (on stderr).
+    """
     deadline = time.monotonic() + timeout
+    said = time.monotonic()
     while True:
         counts = await statuses(url)
         if set(counts) - {"SUBMITTED", "IN_PROGRESS", "SUCCESS"}:
@@ -421,6 +426,9 @@ async def wait_done(url: str, tasks: int, procs: Processes, timeout: float) -> N
         if counts.get("SUCCESS", 0) >= tasks:
             return
         procs.check()
+        if time.monotonic() - said >= PROGRESS:
+            said = time.monotonic()
+            print(f"bench: {counts}", file=sys.stderr, flush=True)
         if time.monotonic() > deadline:
             raise RuntimeError(f"not every task was SUCCESS after {timeout:.0f} s: {counts}")
         await asyncio.sleep(0.25)
@@ -567,6 +575,12 @@ async def _drive(
         return int((await fake.stats())["creates"]) - int(before["creates"]) >= tasks
 
     await until(all_upstream, timeout=120 + tasks / 20, what="every task at the fake", every=0.2)
+    print(
+        f"bench: {tasks:,} tasks created through the API in {create_seconds:.1f} s, all at "
+        f"the fake after {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     # A sample of the tasks still running, watched as a client would.
     upstream = await fake.tasks()
     number = {prompt(n): n for n in range(tasks)}

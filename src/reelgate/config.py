@@ -76,6 +76,12 @@ class WatchConfig(_Strict):
     max_submit_tries: int = Field(default=8, ge=1, le=1000)  # refusals to accept, then ERROR
     poller_ttl: float = Field(default=30.0, ge=1, le=3600)  # silent this long: taken for dead
 
+    @model_validator(mode="after")
+    def _intervals_in_order(self) -> WatchConfig:
+        if self.max_interval < self.min_interval:
+            raise ValueError("max_interval must be at least min_interval")
+        return self
+
 
 class Config(_Strict):
     """The whole file."""
@@ -111,11 +117,12 @@ class Config(_Strict):
         }
 
     def api_keys(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Each remote provider's key, read from the variable it names."""
+        """Each routed remote provider's key, read from the variable it names."""
         environ = os.environ if environ is None else environ
         keys = {}
+        routed = {name for routes in self.remote_routes().values() for name, _ in routes}
         for name, provider in self.providers.items():
-            if provider.kind not in REMOTE_KINDS:
+            if name not in routed:
                 continue
             value = environ.get(provider.api_key_env, "")
             if not value:
@@ -148,8 +155,11 @@ def load_config(path: str | Path | None, *, models: Sequence[str] = ()) -> Confi
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        field = ".".join(str(part) for part in loc) or "(top level)"
         message = first["msg"].removeprefix("Value error, ")
+        named = _NAMED.match(message)
+        if not loc and named:  # a check across tables names its field in the message
+            loc, message = tuple(named.group(1).split(".", 1)), named.group(2)
+        field = ".".join(str(part) for part in loc) or "(top level)"
         line = _line_of(text, loc)
         raise ConfigError(f"{path}:{line}: {field}: {message}") from None
     unknown = sorted(set(config.routes) - set(models)) if models else []
@@ -160,6 +170,9 @@ def load_config(path: str | Path | None, *, models: Sequence[str] = ()) -> Confi
             f"{', '.join(models)}"
         )
     return config
+
+
+_NAMED = re.compile(r"(routes\.[^:]+): (.*)", re.S)
 
 
 def _line_of(text: str, loc: tuple[object, ...]) -> int:

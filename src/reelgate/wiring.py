@@ -162,11 +162,11 @@ def build(
     catalog = Catalog()
     config = load_config(settings.config, models=[spec.id for spec in catalog])
     remote = config.remote_routes()
-    keys = config.api_keys()
+    # Only processes that run workers call providers (``serve --workers 0`` does not).
+    keys = config.api_keys() if settings.workers > 0 else {}
     providers = {
-        name: open_provider(name, provider, keys[name], transport=transport)
-        for name, provider in config.providers.items()
-        if name in keys and any(name == p for routes in remote.values() for p, _ in routes)
+        name: open_provider(name, config.providers[name], key, transport=transport)
+        for name, key in keys.items()
     }
     clock: Clock = time.time
     store = open_store(settings.database_url, pool_size=settings.db_pool_size)

@@ -67,6 +67,13 @@ def test_a_good_file_routes_models_in_order(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="COMET_KEY") as missing:
         config.api_keys({"ARK_KEY": "secret-a", "VOLC_KEY": "secret-v"})
     assert "secret" not in str(missing.value)
+    unused = load_config(
+        write(tmp_path, GOOD.replace('provider = "comet"', 'provider = "byteplus"'))
+    )
+    assert unused.api_keys({"ARK_KEY": "a", "VOLC_KEY": "v"}) == {
+        "byteplus": "a",
+        "volcengine": "v",
+    }
 
 
 def test_no_file_means_the_preview_renderer_only() -> None:
@@ -79,7 +86,8 @@ def test_no_file_means_the_preview_renderer_only() -> None:
         (("max_concurrent = 8", "max_concurrent = 0"), ":7: providers.byteplus.max_concurrent:"),
         (('kind = "cometapi"', 'kind = "sora"'), ":15: providers.comet.kind:"),
         (("min_interval = 5", "min_intervall = 5"), ":20: watch.min_intervall:"),
-        (('provider = "volcengine"', 'provider = "nope"'), "routes.doubao-seedance-2-0"),
+        (('provider = "volcengine"', 'provider = "nope"'), ":22: routes.doubao-seedance-2-0:"),
+        (("min_interval = 5", "min_interval = 50"), ":19: watch: max_interval must be"),
         (('"doubao-seedance-1-0-pro"', '"doubao-seedance-9"'), ":29: routes.doubao-seedance-9:"),
         (('api_key_env = "VOLC_KEY"', ""), ":9: providers.volcengine:"),
         (("[watch]", "[watch"), "not valid TOML"),

@@ -283,3 +283,15 @@ async def test_a_file_that_is_not_a_video_is_refused(tmp_path: Path) -> None:
     ended = await rig.get(task.id)
     assert (ended.status, ended.error_code) == (Status.ERROR, "upstream_bad_video")
     assert not list(tmp_path.iterdir()), "the scratch file is gone"
+
+
+async def test_a_provider_refusing_our_key_falls_back_then_errors(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.a.queue("submit", UpstreamRefused("bad key", code="upstream_refused"))
+    rig.b.queue("submit", "up-b-9")
+    served = await rig.submit_one()
+    assert (served.provider, served.upstream_id) == ("b", "up-b-9")
+    rig.a.queue("submit", UpstreamRefused("bad key", code="upstream_refused"))
+    rig.b.queue("submit", UpstreamRefused("model not open", code="upstream_refused"))
+    ended = await rig.submit_one()
+    assert (ended.status, ended.error_code) == (Status.ERROR, "upstream_refused")

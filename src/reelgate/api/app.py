@@ -1,4 +1,9 @@
-"""The ASGI application: routes, middleware, error handlers and the embedded worker."""
+"""The ASGI application: routes, middleware, error handlers and the embedded worker.
+
+Requests pass FastAPI's stack (its middleware, routing, dependency injection), except
+``GET /v1/videos/{id}``, the route clients poll: ``Api`` hands it to a bare ASGI app
+(``videos.Retrieve`` inside ``middleware.RequestId``) that answers the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,30 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelgate import __version__
-from reelgate.api import bench, callbacks, errors, files, health, videos
+from reelgate.api import bench, callbacks, docs, errors, files, health, videos
 from reelgate.api.middleware import BodyLimit, RequestId
 from reelgate.wiring import Components
 
 log = logging.getLogger("reelgate")
+
+
+class Api(FastAPI):
+    """FastAPI, with the fast path of the retrieve route in front of its stack."""
+
+    retrieve: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.retrieve is not None
+            and scope["type"] == "http"
+            and videos.retrieve_id(scope) is not None
+        ):
+            await self.retrieve(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -56,13 +78,13 @@ def create_app(
             finally:
                 await components.close()
 
-    app = FastAPI(
+    app = Api(
         title="reelgate",
         version=__version__,
         lifespan=lifespan,
         description="CometAPI's asynchronous video task API, self-hosted.",
         redirect_slashes=False,  # a redirect has no body: unknown paths get the JSON 404
-        docs_url=None,  # every answer is JSON; the schema stays at /openapi.json
+        docs_url=None,  # /docs is our own page (api/docs.py): no CDN, assets in the package
         redoc_url=None,
     )
     state = app.state
@@ -80,11 +102,13 @@ def create_app(
     app.include_router(files.router)
     app.include_router(callbacks.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     if components.settings.bench_routes:
         app.include_router(bench.router)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=components.settings.max_body_bytes)
     app.add_middleware(RequestId)
+    app.retrieve = RequestId(videos.Retrieve(components.keys, components.tasks))
     return app
 
 

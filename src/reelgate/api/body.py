@@ -5,17 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+from collections import Counter
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from reelgate.domain.errors import (
     InvalidParameter,
     InvalidRequest,
     ReelgateError,
+    Unavailable,
     UnsupportedMediaType,
 )
+
+log = logging.getLogger("reelgate.api")
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 IMAGE_FIELD = "input_reference"
@@ -39,9 +45,13 @@ async def _read_form(request: Request) -> tuple[dict[str, object], bytes | None]
         form = await request.form(max_files=1, max_fields=32, max_part_size=64 * 1024)
     except ReelgateError:  # the body limit, raised while the form streams in
         raise
-    except Exception as exc:  # python-multipart's and starlette's parse errors
-        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        raise InvalidRequest(f"could not parse the form body: {detail}") from exc
+    except HTTPException as exc:  # starlette's words for python-multipart's parse errors
+        raise InvalidRequest(f"could not parse the form body: {exc.detail}") from exc
+    except OSError as exc:  # spooling a large part to a temporary file: the server's fault
+        log.warning("buffering a form body failed: %s", exc)
+        raise Unavailable("the upload could not be buffered") from exc
+    except Exception as exc:  # anything else the parsers raise: no raw text to the client
+        raise InvalidRequest(f"could not parse the form body ({type(exc).__name__})") from exc
     fields: dict[str, object] = {}
     image: bytes | None = None
     for name in form:
@@ -66,6 +76,8 @@ async def _read_json(request: Request) -> tuple[dict[str, object], bytes | None]
         body: Any = json.loads(await request.body(), object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser recurses once per level of nesting
+        raise InvalidRequest("the JSON body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the JSON body must be an object")
     image = None
@@ -81,11 +93,11 @@ async def _read_json(request: Request) -> tuple[dict[str, object], bytes | None]
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise InvalidParameter(f"{key} was sent {keys.count(key)} times", param=key)
-    return dict(pairs)
+    body = dict(pairs)
+    if len(body) < len(pairs):
+        key, times = Counter(key for key, _ in pairs).most_common(1)[0]
+        raise InvalidParameter(f"{key} was sent {times} times", param=key)
+    return body
 
 
 def _data_url(value: str) -> bytes:

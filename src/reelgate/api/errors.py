@@ -52,8 +52,18 @@ def envelope(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A JSON error response in CometAPI's shape."""
+    message = _encodable(message)
+    param = None if param is None else _encodable(param)
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _encodable(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate that a client sent (a JSON
+    ``\\ud800`` escape) and that a message or ``param`` echoes is shown escaped."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def domain_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,4 +1,11 @@
-"""Blobs as files under one folder, written atomically (temp file, fsync, rename)."""
+"""Blobs as files under one folder, written atomically (temp file, fsync, rename).
+
+Every failure of the file system (a full disk, a folder that stopped being writable,
+an I/O error) becomes ``Unavailable``: a transient fault that the worker retries with
+backoff, never a task's end. ``probe_folder`` and ``check_writable`` tell whether
+storage takes writes now, with a minimum of free space (``REELGATE_MIN_FREE_BYTES``):
+the worker claims nothing while it does not, and ``/readyz`` answers 503.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,68 @@ import asyncio
 import errno
 import os
 import re
+import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from reelgate.domain.errors import InvalidRequest, NotFound, Unavailable
+from reelgate.ports import BlobStore
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*$")
+PROBE_BYTES = b"\0" * 512  # what a probe writes: one small block
+T = TypeVar("T")
+
+
+def free_bytes(folder: Path) -> int:
+    """The bytes an unprivileged writer may still use on ``folder``'s file system."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def probe_folder(folder: Path, min_free_bytes: int = 0) -> None:
+    """Raise ``Unavailable`` unless ``folder`` takes a small write now (blocking).
+
+    The probe creates the folder if needed, writes a small file, fsyncs and deletes it,
+    then checks that at least ``min_free_bytes`` are free. The message names the folder
+    and the cause: it is for the log and the operator, never for a client.
+    """
+    probe = folder / f".probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, PROBE_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+        free = free_bytes(folder)
+    except OSError as exc:
+        raise Unavailable(f"storage folder {folder} cannot take writes: {exc}") from exc
+    if free < min_free_bytes:
+        raise Unavailable(
+            f"storage folder {folder} has {free} bytes free, "
+            f"less than REELGATE_MIN_FREE_BYTES ({min_free_bytes})"
+        )
+
+
+async def check_writable(
+    blobs: BlobStore, folders: Iterable[Path] = (), *, min_free_bytes: int = 0
+) -> None:
+    """Raise ``Unavailable`` unless ``blobs`` and every one of ``folders`` take writes now.
+
+    Local blobs and the folders get ``probe_folder`` (with the free-space minimum);
+    other blob stores their own ``ping``.
+    """
+    for folder in folders:
+        await asyncio.to_thread(probe_folder, folder, min_free_bytes)
+    if isinstance(blobs, LocalBlobs):
+        await asyncio.to_thread(probe_folder, blobs.root, min_free_bytes)
+    else:
+        await blobs.ping()
 
 
 class LocalBlobs:
@@ -77,29 +138,28 @@ class LocalBlobs:
         await self._run(self._put_bytes, key, data)
 
     async def get_bytes(self, key: str) -> bytes:
+        path = self.local_path(key)
         try:
-            return await asyncio.to_thread(self.local_path(key).read_bytes)
-        except FileNotFoundError:
-            raise NotFound(f"no blob {key!r}") from None
+            return await self._run(path.read_bytes)
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                raise NotFound(f"no blob {key!r}") from None
+            raise
 
     async def exists(self, key: str) -> bool:
-        return self.local_path(key).is_file()
+        return await self._run(self.local_path(key).is_file)
 
     async def delete(self, key: str) -> None:
-        self.local_path(key).unlink(missing_ok=True)
+        await self._run(self.local_path(key).unlink, True)
 
     async def ping(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.root, os.W_OK):
-                raise Unavailable(f"storage folder {self.root} is not writable")
-        except OSError as exc:
-            raise Unavailable(f"storage folder {self.root}: {exc}") from exc
+        """Raise ``Unavailable`` unless the folder takes a small write (write, fsync, delete)."""
+        await asyncio.to_thread(probe_folder, self.root)
 
     @staticmethod
-    async def _run(fn: Callable[..., None], *args: object) -> None:
+    async def _run(fn: Callable[..., T], *args: object) -> T:
         try:
-            await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(fn, *args)
         except OSError as exc:
             raise Unavailable(f"storage: {exc}") from exc
 

@@ -13,10 +13,38 @@ from reelgate.domain.catalog import (
     PROMPT_MAX_CHARS,
     Catalog,
 )
-from reelgate.domain.errors import InvalidParameter, MissingParameter
+from reelgate.domain.errors import InvalidParameter, MissingParameter, TaskNotFound
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 FIELDS = ("prompt", "model", "seconds", "size", "resolution", "input_reference")
+
+
+def storable_text(text: str) -> bool:
+    """True when every store keeps ``text`` exactly as sent.
+
+    PostgreSQL refuses NUL characters in text, and no store can encode a lone
+    (unpaired) surrogate, which JSON's ``\\ud800`` escapes can carry: such text is
+    refused at the edge, so that the stores never see it and behave alike.
+    """
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_task_id(task_id: str) -> str:
+    """``task_id`` itself, or ``TaskNotFound`` for an id that no store could hold.
+
+    Such an id gets exactly the answer of an unknown one (400 ``task_not_exist``).
+    """
+    if not storable_text(task_id):
+        raise TaskNotFound()
+    return task_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +62,7 @@ def parse_create(
     fields: Mapping[str, object], *, has_image: bool, catalog: Catalog
 ) -> CreateRequest:
     """Validate the fields of a create request, in the order a user fixes them."""
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = sorted(set(fields) - set(FIELDS), key=repr)
     if unknown:
         raise InvalidParameter(
             f"unknown parameter {unknown[0]!r}; allowed: {', '.join(FIELDS)}", param=unknown[0]
@@ -64,6 +92,10 @@ def _text(fields: Mapping[str, object], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidParameter(f"{name} must be a string", param=name)
+    if not storable_text(value):
+        raise InvalidParameter(
+            f"{name} must not contain NUL characters or unpaired surrogates", param=name
+        )
     return value.strip() if name != "prompt" else value
 
 

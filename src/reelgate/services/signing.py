@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 from pathlib import Path
-from urllib.parse import urlencode
 
 from reelgate.domain.errors import Forbidden
 
@@ -25,13 +24,17 @@ class Signer:
         self._secret = secret
 
     def signature(self, path: str, expires: int) -> str:
-        mac = hmac.new(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest()
+        mac = hmac.digest(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def sign(self, base_url: str, path: str, expires: int) -> str:
-        """An absolute URL to ``path`` on ``base_url`` that is valid until ``expires``."""
-        query = urlencode({"expires": expires, "signature": self.signature(path, expires)})
-        return f"{base_url}{path}?{query}"
+        """An absolute URL to ``path`` on ``base_url`` that is valid until ``expires``.
+
+        The query is written by hand: an integer and URL-safe base64 need no quoting,
+        so it is exactly what ``urlencode`` would make, without its cost on every poll.
+        """
+        return f"{base_url}{path}?expires={expires}&signature={self.signature(path, expires)}"
 
     def verify(self, path: str, expires: str | None, signature: str | None, now: float) -> None:
         """Raise ``Forbidden`` unless the signature matches and has not expired."""

@@ -15,9 +15,18 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound, Unavailable
+from reelgate.domain.errors import (
+    Conflict,
+    IllegalTransition,
+    InvalidParameter,
+    LeaseLost,
+    NotFound,
+    ReelgateError,
+    Unavailable,
+)
+from reelgate.domain.request import storable_text
 from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
@@ -89,6 +98,50 @@ _Q = {
     },
 }
 _SUBMIT_LOCK = 0x7265656D  # submitters count the tasks in flight one at a time
+
+# Every foreign error a store call may raise -> the domain error it becomes. The most
+# specific class wins (MRO order); ``convert`` applies the table, in ``_connection``
+# (which every call goes through). The driver's detail goes to the log only.
+ERRORS: dict[type[Exception], type[ReelgateError]] = {
+    psycopg.Error: Unavailable,
+    psycopg.Warning: Unavailable,
+    psycopg.InterfaceError: Unavailable,  # the connection is closed or broken
+    psycopg.DatabaseError: Unavailable,
+    psycopg.OperationalError: Unavailable,  # connection lost, query cancelled, deadlock
+    psycopg.errors.AdminShutdown: Unavailable,  # the server is shutting down
+    PoolTimeout: Unavailable,  # the pool found no working connection in time
+    TimeoutError: Unavailable,
+    psycopg.InternalError: Unavailable,
+    psycopg.ProgrammingError: Unavailable,  # a bad statement: a server fault
+    psycopg.NotSupportedError: Unavailable,
+    psycopg.IntegrityError: Conflict,  # a broken reference or constraint
+    psycopg.errors.UniqueViolation: Conflict,  # a duplicate id or key
+    psycopg.DataError: InvalidParameter,  # NUL in text, a number out of range
+    UnicodeEncodeError: InvalidParameter,  # text UTF-8 cannot carry (a lone surrogate)
+}
+MESSAGES: dict[type[ReelgateError], str] = {
+    Unavailable: "postgresql: the database is unavailable",
+    Conflict: "the record conflicts with a stored one",
+    InvalidParameter: "a value cannot be stored",
+}
+
+
+def convert(exc: Exception) -> ReelgateError | None:
+    """The domain error for a foreign ``exc`` (None when the table has no class of it)."""
+    target = next((ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS), None)
+    if target is None:
+        return None
+    level = logging.WARNING if target is Unavailable else logging.INFO
+    log.log(level, "postgresql: %s: %s", type(exc).__name__, exc)
+    return target(f"{MESSAGES[target]} ({type(exc).__name__})")
+
+
+def _storable(params: Mapping[str, Any]) -> bool:
+    return all(storable_text(value) for value in params.values() if isinstance(value, str))
+
+
+def _lookup(statement: str) -> bool:
+    return statement.lstrip()[:6].upper() == "SELECT"
 
 
 async def _fetch(conn: Any, statement: str, params: Mapping[str, Any]) -> list[Any]:
@@ -165,20 +218,23 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def _connection(self, timeout: float | None = None) -> AsyncIterator[Any]:
-        if not self._opened:
-            await self._pool.open()
-            self._opened = True
         try:
+            if not self._opened:
+                await self._pool.open()
+                self._opened = True
             async with self._pool.connection(timeout=timeout) as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-            raise Unavailable(f"postgresql: {exc}") from exc
-        except TimeoutError as exc:  # the pool found no working connection in time
-            raise Unavailable("postgresql: no connection available") from exc
+        except Exception as exc:
+            converted = convert(exc)
+            if converted is None:
+                raise
+            raise converted from exc
 
     async def _rows(
         self, statement: str, params: Mapping[str, Any], timeout: float | None = None
     ) -> list[Any]:
+        if _lookup(statement) and not _storable(params):
+            return []  # no stored row holds such text: a lookup by it finds nothing
         async with self._connection(timeout) as conn:
             cursor = await conn.execute(statement, params)
             return await cursor.fetchall() if cursor.description else []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -19,7 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound, Unavailable
+from reelgate.domain.errors import (
+    Conflict,
+    IllegalTransition,
+    InvalidParameter,
+    LeaseLost,
+    NotFound,
+    ReelgateError,
+    Unavailable,
+)
+from reelgate.domain.request import storable_text
 from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
@@ -27,6 +37,45 @@ from reelgate.ports import Claimed, Move
 from reelgate.store import sql
 
 T = TypeVar("T")
+log = logging.getLogger("reelgate.store")
+
+# Every foreign error a store call may raise -> the domain error it becomes. The most
+# specific class wins (MRO order); ``convert`` applies the table, in ``_write`` and
+# ``_read``. The driver's detail goes to the log only, never into the domain message.
+ERRORS: dict[type[Exception], type[ReelgateError]] = {
+    sqlite3.Error: Unavailable,
+    sqlite3.Warning: Unavailable,
+    sqlite3.InterfaceError: Unavailable,  # the driver was misused: a server fault
+    sqlite3.DatabaseError: Unavailable,  # e.g. the file is not a database
+    sqlite3.OperationalError: Unavailable,  # locked, busy, disk I/O, cannot open
+    sqlite3.InternalError: Unavailable,
+    sqlite3.ProgrammingError: Unavailable,  # a closed connection, a bad statement
+    sqlite3.NotSupportedError: Unavailable,
+    sqlite3.IntegrityError: Conflict,  # a duplicate id or key, a broken reference
+    sqlite3.DataError: InvalidParameter,  # a value out of SQLite's range (too big)
+    OverflowError: InvalidParameter,  # an integer beyond SQLite's 64 bits
+    UnicodeEncodeError: InvalidParameter,  # text UTF-8 cannot carry (a lone surrogate)
+    OSError: Unavailable,  # the database's folder cannot be made
+}
+MESSAGES: dict[type[ReelgateError], str] = {
+    Unavailable: "sqlite: the database is unavailable",
+    Conflict: "the record conflicts with a stored one",
+    InvalidParameter: "a value cannot be stored",
+}
+
+
+def convert(exc: Exception) -> ReelgateError | None:
+    """The domain error for a foreign ``exc`` (None when the table has no class of it)."""
+    target = next((ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS), None)
+    if target is None:
+        return None
+    level = logging.WARNING if target is Unavailable else logging.INFO
+    log.log(level, "sqlite: %s: %s", type(exc).__name__, exc)
+    return target(f"{MESSAGES[target]} ({type(exc).__name__})")
+
+
+def _storable(params: Mapping[str, Any]) -> bool:
+    return all(storable_text(value) for value in params.values() if isinstance(value, str))
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT :limit"""
@@ -83,14 +132,22 @@ class SqliteStore:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._writer, run)
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"sqlite: {exc}") from exc
+        except Exception as exc:
+            converted = convert(exc)
+            if converted is None:
+                raise
+            raise converted from exc
 
     def _read(self, statement: str, params: dict[str, Any]) -> list[Any]:
+        if not _storable(params):  # no stored row holds such text: a lookup finds nothing
+            return []
         try:
             return self._connect().execute(statement, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"sqlite: {exc}") from exc
+        except Exception as exc:
+            converted = convert(exc)
+            if converted is None:
+                raise
+            raise converted from exc
 
     # lifecycle -------------------------------------------------------------
 

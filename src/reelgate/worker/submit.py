@@ -40,6 +40,7 @@ from reelgate.ports import BlobStore, Claimed, Clock, Move, Provider, TaskStore,
 log = logging.getLogger("reelgate.submit")
 
 SUBMITTING = frozenset({Phase.SUBMITTING})
+REFUSED_US = "upstream_refused"  # the provider refused our key or the model, not the task
 RECORD_TRIES = 5  # the upstream has the task: try hard to write its id down
 
 
@@ -128,8 +129,20 @@ class Submitter:
             try:
                 upstream_id = await provider.submit(job)
             except UpstreamRefused as exc:
-                await self._end(task, exc.code, exc.message, outcome=Status.FAILED)
-                return
+                if exc.code != REFUSED_US:  # the task itself was refused: the client's to fix
+                    await self._end(task, exc.code, exc.message, outcome=Status.FAILED)
+                    return
+                # Our key or the model is not accepted there: an operator's problem, so
+                # another route may serve; with none, ERROR (not the client's fault).
+                log.error("task %s: %s", task.id, exc.message)
+                tried.append(provider.name)
+                nxt = await self._reroute(task, tried)
+                if nxt is None:
+                    await self._end(task, exc.code, exc.message)
+                    return
+                task, provider = nxt, self._providers[nxt.provider or ""]
+                job = replace(job, model=nxt.upstream_model or job.model)
+                continue
             except UpstreamUncertain as exc:
                 log.warning("task %s: %s", task.id, exc.message)
                 try:
@@ -139,21 +152,17 @@ class Submitter:
                     await self._undecided(task, busy)
                     return
                 if self._config.providers[provider.name].resubmit_lost:
-                    continue
+                    # The operator accepts a second submission: later, as a new try
+                    # (bounded by max_submit_tries), not in a loop under this lease.
+                    await self._defer(task, exc.code, None)
+                    return
                 await self._end(task, "upstream_submit_unknown", _UNKNOWN)
                 return
             except UpstreamBusy as exc:
                 log.info("task %s: %s not accepting: %s", task.id, provider.name, exc.message)
                 tried.append(provider.name)
                 advice.append(exc.retry_after)
-                nxt = await self._store.reroute_submit(
-                    task.id,
-                    worker=self._worker,
-                    now=self._clock(),
-                    routes=self._config.routes[task.spec.model],
-                    tried=tried,
-                    caps=self._config.caps,
-                )
+                nxt = await self._reroute(task, tried)
                 if nxt is None:
                     # The next try starts with the first route again: wait until the
                     # soonest provider said it would accept (if every one said).
@@ -165,6 +174,16 @@ class Submitter:
                 continue
             await self._record(task, upstream_id, f"accepted by {provider.name}")
             return
+
+    async def _reroute(self, task: Task, tried: list[str]) -> Task | None:
+        return await self._store.reroute_submit(
+            task.id,
+            worker=self._worker,
+            now=self._clock(),
+            routes=self._config.routes[task.spec.model],
+            tried=tried,
+            caps=self._config.caps,
+        )
 
     async def _reconcile(self, task: Task, provider: Provider, job: UpstreamJob) -> bool:
         """Find a submission whose answer was lost; record it if found."""

@@ -208,9 +208,12 @@ class Watcher:
         elif state.state is UpstreamState.SUCCEEDED:
             await self._succeeded(task, state, now)
         elif state.state is UpstreamState.FAILED:
+            # A refusal (moderation, parameters) is FAILED; the provider's own internal
+            # error is ERROR, as API.md draws the line.
+            internal = state.error_code == "upstream_error"
             await self._end(
                 task,
-                Status.FAILED,
+                Status.ERROR if internal else Status.FAILED,
                 state.error_code or "upstream_failed",
                 state.error_message or "the provider could not make this video",
             )
@@ -272,7 +275,8 @@ class Watcher:
         else:
             spent = faults > self._watch.max_faults
         if spent:
-            code = "upstream_video_expired" if task.phase is Phase.REHOSTING else exc.code
+            expired = expires is not None and task.phase is Phase.REHOSTING
+            code = "upstream_video_expired" if expired else exc.code
             message = f"the provider stayed unavailable ({faults} faults in a row)"
             await self._end(task, Status.ERROR, code, message)
             return

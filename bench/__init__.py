@@ -14,6 +14,7 @@ and writes ``bench/RESULTS.md``. Servers run as subprocesses and load comes from
 | ``render`` | #6 the preview renderer vs. encoding ready-made frames |
 | ``memory`` | #7 server RSS with 100,000 tasks vs. an empty store |
 | ``scaleout`` | #8 end-to-end tasks/s with 1, 2 and 4 worker processes vs. 1 (PostgreSQL) |
+| ``upstream`` | #9 10,000 tasks polled at a fake Ark vs. a naive poller (PostgreSQL) |
 
 Helpers: ``servers`` (subprocess servers, keys, throwaway PostgreSQL databases),
 ``seed`` (fast store seeding), ``load`` (wrk, its Lua scripts and its output),

@@ -40,6 +40,7 @@ BENCHMARKS = {
     "render": ("6", "the preview renderer"),
     "memory": ("7", "server RSS"),
     "scaleout": ("8", "end-to-end tasks/s with 1, 2 and 4 worker processes"),
+    "upstream": ("9", "upstream polling at scale vs a naive poller"),
 }
 MODULE_TIMEOUT = 600
 

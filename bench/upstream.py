@@ -2,53 +2,64 @@
 
 reelgate on PostgreSQL (a throwaway database): one API process (``reelgate serve
 --workers 0``) and ONE ``reelgate worker``, with a configuration file that routes
-``doubao-seedance-2-0`` to a fake Ark (``reelgate.backends.remote.fakes.ark``) running
-as its own process, so that its CPU is measured apart. The provider allows 20,000 tasks
-in flight and 1,000,000 requests a minute; ``[watch]`` pins the poll interval
-(``min_interval = max_interval = --interval``, 10 s) with ``concurrency`` 200 and
-``batch`` 1,000. ``--tasks`` tasks (10,000) are created through the HTTP API, ``--clients``
-at a time; the fake ends each after a random 30 to 120 s. The clock stops when every task
-is SUCCESS (read from the database). The fake is the module's own app served by uvicorn
-as its ``main`` does, plus one read-only route of the benchmark's, ``GET /_bench/tasks``:
-each task's create and end times as floats (its Ark list API has whole seconds only).
+``doubao-seedance-2-0`` to a fake Ark (``reelgate.backends.remote.fakes.ark``) in its own
+process, so that its CPU is measured apart. The provider allows 20,000 tasks in flight
+and 1,000,000 requests a minute (timeout 30 s); ``[watch]`` pins the poll interval
+(``min_interval = max_interval = --interval``) with ``concurrency`` ``--concurrency`` and
+``batch`` 1,000; ``rehost_concurrency`` stays reelgate's default unless
+``--rehost-concurrency`` is given. ``--tasks`` tasks are created through the HTTP API,
+32 requests at a time; the fake ends each after a random ``--min-seconds`` to
+``--max-seconds`` (seeded: the k-th task it receives runs as long in every run). The run
+ends when every task is SUCCESS (read from the database).
+
+The fake is its module's app served by uvicorn as its ``main`` does, wrapped by the
+benchmark to count each task's GETs and note when each video download starts, read back
+through ``GET /_bench/tasks`` (with each task's create and end times as floats).
 
 The baseline, in the same run: a naive poller in this process, one coroutine per task
-(create at the fake, then sleep the interval, GET, until ``succeeded``), with the same
-HTTP client settings as reelgate's provider (httpx, 200 connections, 50 kept alive),
-against a fresh fake with the same seed, replaying the reelgate run's arrival times, so
-that the k-th task of both runs arrives at the same moment and runs as long.
+(create it at the fake, then sleep the interval, GET, until ``succeeded``), on the HTTP
+client reelgate's Ark adapter uses (httpx, 200 connections, 50 kept alive, the same
+timeouts) with at most ``--concurrency`` requests in flight as reelgate's watcher has
+(without a cap, thousands of requests queue in httpx's pool until its timeout), against a
+fresh fake with the same seed, each task arriving when reelgate's API took its twin.
 
-Figures (each task's times on one clock: this machine's):
+Figures (one clock, this machine's; "watched" = from the create at the fake to the poll
+that saw the task succeeded: reelgate's REHOSTING event, or the naive GET's return):
 
-- GETs per task per poll interval = the fake's task GETs / Σ (watched / interval), where
-  *watched* runs from the task's create at the fake to the poll that saw it succeeded
-  (reelgate: the ``at`` of its REHOSTING event; naive: when its GET returned). A poller
-  that polls each task once per interval and never twice scores 1.00, a little less with
-  scheduling drift. The notes add GETs / Σ (upstream run time / interval), which also
-  counts the last interval's wait for an end that falls inside it (its floor for a
-  perfect poller, Σ ceil(run/interval) / Σ (run/interval), is given).
-- Delay from the upstream end to SUCCESS visible: the task's ``completed_at`` (the commit
-  that makes SUCCESS visible to the API) less the fake's end time, all tasks; a sample of
-  ``--sample`` tasks is also polled through ``GET /v1/videos/{id}`` every 0.1 s from its
-  end, as a client sees it. Target: median ≤ one interval + the median re-host time
-  (REHOSTING → SUCCESS). The naive baseline has no re-host: its delay ends at its GET.
-- Database writes per task: ``n_tup_ins + n_tup_upd + n_tup_del`` of ``pg_stat_user_tables``
-  for ``tasks``, ``task_events`` and ``durations`` once every process has exited (a backend
-  flushes its statistics then), over the tasks. Its baseline is a second reelgate run whose
-  tasks are ten times shorter (``--tasks`` / 5 of them, 1 or 2 polls each instead of ~8):
-  writes that grew with time in flight would differ. Target: within 2 %.
-- The poller's CPU: the worker process's user + system time (``/proc/<pid>/stat``) from the
-  first create to the last SUCCESS, per 1,000 tasks, and as a share of a core per 1,000
-  tasks in flight (CPU / Σ watched). It includes submitting and re-hosting, which the naive
-  poller does not do (it creates, and nothing else); the notes separate the cost of a poll
-  by comparing each with its short run. No target; the ratio is reported.
+- GETs per task per poll interval = the fake's task GETs / Σ (watched / interval): one
+  poll per task per interval scores 1.00, less when polls come late (each next poll is
+  counted from the end of the last, and a busy event loop adds its lag). The notes give
+  the effective interval, GETs / Σ (run time at the fake / interval) with what a poller
+  exactly on time makes of it (Σ ceil(run/interval) / Σ run/interval), and the most GETs
+  any task got over its on-time count (a double poll shows there). Target ≤ 1.05.
+- Upstream end → SUCCESS visible: ``completed_at`` (the commit that makes SUCCESS
+  visible to the API) less the fake's end time, every task; split into the poll's delay
+  (end → REHOSTING), the wait for a re-host slot (REHOSTING → the download's start at the
+  fake) and the re-host itself (download start → SUCCESS). ``--sample`` tasks spread over
+  the run are also polled through ``GET /v1/videos/{id}`` every 0.2 s from their end, as
+  a client sees it. Target: median ≤ one interval + the median re-host itself. The naive
+  poller's delay ends at its GET (it has nothing to re-host).
+- Database writes per task: ``n_tup_ins + n_tup_upd + n_tup_del`` of
+  ``pg_stat_user_tables`` for ``tasks``, ``task_events`` and ``durations`` once every
+  process has exited (a backend flushes its counts then), over the tasks. Constant, not
+  growing with time in flight: the same run's shortest third of tasks against its longest
+  third (two to four times the polls), each task's writes counted from its events (a
+  recorded move is one update and one event; the create one insert and one event; the
+  learned duration one upsert); writes that events do not explain (unrecorded moves:
+  faults, backoffs) are given apart. Target: the thirds within 2 %, none unexplained.
+- The poller's CPU: the worker's user + system time (``/proc/<pid>/stat``) from the first
+  create to the last SUCCESS, per 1,000 tasks and as a share of a core per 1,000 tasks in
+  flight (CPU / Σ watched); it submits and re-hosts as well, which the naive poller does
+  not. The notes split it: a least-squares fit of the worker's CPU in each second on the
+  GETs, creates and downloads the fake served in it gives a cost per GET, to set against
+  the naive poller's CPU per request. Also the seconds each poller's event loop waited,
+  runnable, for a core (``/proc/<pid>/schedstat``): a busy machine shows there. No target.
 
-The fake's own cost per request (its CPU over its requests) is in the notes. ``--rounds``,
-``--seconds``, ``--connections`` and ``--loadgen`` do not apply (one run of each: the
-runs are minutes long); ``--profile`` records the worker of the main run with py-spy.
-``--quick``: 200 tasks of 2 to 5 s polled every second (the short runs: 100 tasks).
-Needs the PostgreSQL server (``REELGATE_BENCH_PG_ADMIN``). Run alone:
-``python -m bench.upstream [--quick] [--tasks N] [--interval S] [--min-seconds A --max-seconds B]``.
+The fake's own cost (its CPU per request) is in the notes. ``--rounds``, ``--seconds``,
+``--connections`` and ``--loadgen`` do not apply (one run each: they take minutes);
+``--profile`` records the worker with py-spy. ``--quick``: 200 tasks of 2 to 5 s polled
+every second. Needs the PostgreSQL server (``REELGATE_BENCH_PG_ADMIN``). Run alone:
+``python -m bench.upstream [--quick] [--tasks N] [--interval S] [--concurrency C]``.
 """
 
 from __future__ import annotations
@@ -58,18 +69,19 @@ import asyncio
 import contextlib
 import math
 import os
-import random
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import psycopg
 
 from bench import options
@@ -80,25 +92,31 @@ from bench.servers import PG_ADMIN_URL, free_port, temporary_database
 ROOT = Path(__file__).resolve().parent.parent
 TASKS, QUICK_TASKS = 10_000, 200
 RUN_SECONDS, QUICK_RUN_SECONDS = (30.0, 120.0), (2.0, 5.0)
-INTERVAL, QUICK_INTERVAL = 10.0, 1.0
-SAMPLE, QUICK_SAMPLE = 100, 20
-SHORTER = 10  # the short runs' tasks run this many times less long
-FEWER = 5  # … and are this many times fewer
-PROGRESS = 15.0  # seconds between progress lines of a long run
-CLIENT_POLL = 0.1  # seconds between a sampled client's GETs
+INTERVAL, QUICK_INTERVAL = 30.0, 1.0
+CONCURRENCY = 64  # reelgate's default [watch] concurrency
+SAMPLE, QUICK_SAMPLE = 50, 20
+CLIENTS = 32  # creates in flight
+CLIENT_POLL = 0.2  # seconds between a sampled client's GETs
+PROGRESS = 15.0  # seconds between progress lines
 MODEL = "doubao-seedance-2-0"
-KEY_ENV = "REELGATE_BENCH_ARK_KEY"  # the variable that the config's api_key_env names
+KEY_ENV = "REELGATE_BENCH_ARK_KEY"  # the variable the config's api_key_env names
 FAKE_KEY = "bench-upstream-ark-key"
-SEED = 9  # the fakes' seed: the k-th task created runs as long in every run
+SEED = 9  # the fakes' seed
 SIGNING_SECRET = "bench-upstream-signing-secret-0123456789"
-REHOSTING = "finished upstream"  # how the event of the move to REHOSTING begins
+REHOSTING = "finished upstream"  # how the event of a move to REHOSTING begins
 TASK_TABLES = ("tasks", "task_events", "durations")  # what tasks write to
-WRITES_TOLERANCE = 0.02
+API = "/api/v3/contents/generations/tasks"
 GETS_TARGET = 1.05
+WRITES_TOLERANCE = 0.02
 TICK = os.sysconf("SC_CLK_TCK")
 # reelgate's Ark adapter: httpx with these limits and timeouts (backends/remote/http.py)
 LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+
+
+def say(line: str) -> None:
+    """A progress line on stderr."""
+    print(f"bench: {line}", file=sys.stderr, flush=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -107,20 +125,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def runnable_seconds(pid: int) -> float:
+    """How long the main thread of ``pid`` has waited for a core while runnable."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def prompt(n: int) -> str:
     return f"upstream bench task {n}"
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 # the fake -------------------------------------------------------------------------------
 
 
 def serve_fake(argv: Sequence[str] | None = None) -> None:
-    """Serve the fake Ark as ``python -m reelgate.backends.remote.fakes.ark`` does, plus
-    ``GET /_bench/tasks``: ``[[id, prompt, created, ended], …]`` with float times."""
+    """Serve the fake Ark as ``python -m reelgate.backends.remote.fakes.ark`` does, counting
+    each task's GETs and noting each video download's start, shown by ``GET /_bench/tasks``
+    (``?id=`` to choose): ``[[id, prompt, created, ended, gets, download start], …]``."""
     import uvicorn
     from starlette.requests import Request
     from starlette.responses import JSONResponse
-    from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
 
     from reelgate.backends.remote.fakes.ark import FakeArkSettings, fake_ark_app
 
@@ -128,23 +158,40 @@ def serve_fake(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--min-seconds", type=float, required=True)
     parser.add_argument("--max-seconds", type=float, required=True)
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--api-key", default=FAKE_KEY)
     args = parser.parse_args(argv)
     settings = FakeArkSettings(
-        api_keys=(args.api_key,),
-        min_seconds=args.min_seconds,
-        max_seconds=args.max_seconds,
-        seed=args.seed,
+        api_keys=(FAKE_KEY,), min_seconds=args.min_seconds, max_seconds=args.max_seconds, seed=SEED
     )
-    app = fake_ark_app(settings)
-    fake = app.state.fake
+    inner = fake_ark_app(settings)
+    fake = inner.state.fake
+    gets: dict[str, int] = {}
+    downloads: dict[str, float] = {}
+    task_path, video_path = API + "/", "/_fake/videos/"
 
     async def tasks(request: Request) -> JSONResponse:
-        rows = [[t.id, t.prompt, t.created, t.ended] for t in fake.tasks.values()]
+        chosen = request.query_params.getlist("id")
+        found = (
+            [fake.tasks[i] for i in chosen if i in fake.tasks] if chosen else fake.tasks.values()
+        )
+        rows = [
+            [t.id, t.prompt, t.created, t.ended, gets.get(t.id, 0), downloads.get(t.id)]
+            for t in found
+        ]
         return JSONResponse({"tasks": rows})
 
-    app.router.routes.append(Route("/_bench/tasks", tasks, methods=["GET"]))
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if path.startswith(task_path) and scope["method"] == "GET":
+            task_id = path[len(task_path) :]
+            gets[task_id] = gets.get(task_id, 0) + 1
+        elif path.startswith(video_path):
+            downloads.setdefault(path[len(video_path) :].removesuffix(".mp4"), time.time())
+        elif path == "/_bench/tasks":
+            response = await tasks(Request(scope))
+            await response(scope, receive, send)
+            return
+        await inner(scope, receive, send)
+
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
@@ -156,6 +203,8 @@ class UpstreamTask:
     prompt: str
     created: float
     ended: float
+    gets: int
+    downloaded: float | None  # when its video's first download began
 
 
 @dataclass
@@ -164,11 +213,13 @@ class Fake:
 
     process: subprocess.Popen[bytes]
     url: str
-    log: Path
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
 
     async def stats(self) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=30) as client:
@@ -177,15 +228,12 @@ class Fake:
         data: dict[str, Any] = response.json()
         return data
 
-    async def tasks(self) -> dict[str, UpstreamTask]:
-        """Every task the fake holds, by its id."""
+    async def tasks(self, ids: Sequence[str] = ()) -> dict[str, UpstreamTask]:
+        """The tasks the fake holds (those of ``ids`` if given), by id."""
         async with httpx.AsyncClient(timeout=60) as client:
-            response = await client.get(self.url + "/_bench/tasks")
+            response = await client.get(self.url + "/_bench/tasks", params={"id": list(ids)})
         response.raise_for_status()
         return {row[0]: UpstreamTask(*row) for row in response.json()["tasks"]}
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.pid)
 
 
 def requests_served(stats: dict[str, Any]) -> int:
@@ -211,26 +259,24 @@ def running_fake(folder: Path, low: float, high: float) -> Iterator[Fake]:
             stderr=out,
             start_new_session=True,
         )
-    fake = Fake(process, f"http://127.0.0.1:{port}", log)
+    fake = Fake(process, f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 30
         while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the fake Ark exited:\n{log.read_text()[-2000:]}")
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the fake Ark did not start:\n{log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(fake.url + "/_fake/stats", timeout=2).status_code == 200:
                     break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the fake Ark did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.05)
         yield fake
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 15)
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
@@ -239,14 +285,16 @@ def running_fake(folder: Path, low: float, high: float) -> Iterator[Fake]:
 
 @dataclass
 class Polled:
-    """The tasks of one run at the upstream, and how they were polled."""
+    """One run's tasks at the fake (in the order it received them) and their polling."""
 
     interval: float
-    gets: int
+    gets: int  # task GETs the fake served
     created: list[float]  # at the fake
     ended: list[float]  # at the fake
     seen: list[float]  # when the poller saw it succeeded
+    task_gets: list[int]  # GETs of each task
     cpu: float  # the poller's CPU seconds over the run
+    waited: float  # seconds its event loop was runnable without a core
     fake_cpu: float
     fake_requests: int
     seconds: float  # from the first create to the last task done
@@ -257,13 +305,12 @@ class Polled:
 
     @property
     def watched(self) -> float:
-        """Σ (seen - created): the time the poller watched the tasks."""
+        """Σ (seen - created): the time the tasks were watched."""
         return sum(s - c for s, c in zip(self.seen, self.created, strict=True))
 
     @property
-    def run_time(self) -> float:
-        """Σ (ended - created): the time the tasks ran at the fake."""
-        return sum(e - c for e, c in zip(self.ended, self.created, strict=True))
+    def run_times(self) -> list[float]:
+        return [e - c for e, c in zip(self.ended, self.created, strict=True)]
 
     @property
     def gets_per_interval(self) -> float:
@@ -271,15 +318,21 @@ class Polled:
 
     @property
     def gets_per_run_interval(self) -> float:
-        return self.gets / (self.run_time / self.interval)
+        return self.gets / (sum(self.run_times) / self.interval)
 
     @property
-    def floor(self) -> float:
-        """GETs per run interval of a perfect poller: Σ ceil(run / interval) / Σ (run / interval)."""
-        needed = sum(
-            math.ceil((e - c) / self.interval) for e, c in zip(self.ended, self.created, strict=True)
-        )
-        return needed / (self.run_time / self.interval)
+    def on_time(self) -> list[int]:
+        """Each task's GETs from a poller exactly on time: ceil(run / interval)."""
+        return [math.ceil(run / self.interval) for run in self.run_times]
+
+    @property
+    def on_time_per_run_interval(self) -> float:
+        return sum(self.on_time) / (sum(self.run_times) / self.interval)
+
+    @property
+    def extra(self) -> list[int]:
+        """Each task's GETs beyond the on-time count (a double or early poll)."""
+        return [g - n for g, n in zip(self.task_gets, self.on_time, strict=True)]
 
     @property
     def detection(self) -> list[float]:
@@ -303,40 +356,80 @@ class Polled:
 
 @dataclass
 class ReelgateRun:
-    """One reelgate run: its polling, its end-to-end delays and its database writes."""
+    """A reelgate run: its polling, what followed it, and its database writes."""
 
     polled: Polled
-    done: list[float]  # completed_at, per task, as ``polled``
-    client: list[float]  # end → SUCCESS seen by a polling client, the sample
-    writes: dict[str, int]  # per table
-    create_seconds: float
+    downloaded: list[float]  # when each task's download began at the fake
+    done: list[float]  # completed_at
+    events: list[int]  # each task's events
+    arrivals: list[float]  # when the API took each task, from the first, in order
+    writes: dict[str, int]  # rows written per table
+    client: list[float]  # end → SUCCESS as a polling client saw it, the sample
     api_cpu: float
-    offsets: list[float] = field(default_factory=list)  # arrivals at the fake, from the first
+    create_seconds: float  # the creates through the API
+    submit_seconds: float  # until the fake had every task
+    costs: dict[str, float] | None  # the worker's fitted CPU seconds per GET, create, …
 
     @property
     def delay(self) -> list[float]:
         return [d - e for d, e in zip(self.done, self.polled.ended, strict=True)]
 
     @property
-    def rehost(self) -> list[float]:
-        return [d - s for d, s in zip(self.done, self.polled.seen, strict=True)]
+    def rehost_wait(self) -> list[float]:
+        """REHOSTING → the download's start: the wait for a re-host slot."""
+        return [d - s for d, s in zip(self.downloaded, self.polled.seen, strict=True)]
 
     @property
-    def writes_per_task(self) -> float:
-        return sum(self.writes.get(name, 0) for name in TASK_TABLES) / self.polled.tasks
+    def rehost(self) -> list[float]:
+        """The download's start → SUCCESS: the re-host itself."""
+        return [d - s for d, s in zip(self.done, self.downloaded, strict=True)]
+
+    @property
+    def task_writes(self) -> float:
+        return float(sum(self.writes.get(name, 0) for name in TASK_TABLES))
+
+    @property
+    def explained(self) -> list[int]:
+        """Each task's writes as its events tell: the insert and its event, an update and
+        an event per later recorded move, the learned duration's upsert."""
+        return [2 * events + 1 for events in self.events]
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+# reelgate -------------------------------------------------------------------------------
 
 
-# reelgate ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """The size of the run the options ask for."""
+
+    tasks: int
+    low: float
+    high: float
+    interval: float
+    sample: int
+    concurrency: int
+    rehost_concurrency: int | None
 
 
-def write_config(path: Path, fake_url: str, args: argparse.Namespace, interval: float) -> Path:
+def plan(args: argparse.Namespace) -> Plan:
+    quick = args.quick
+    low, high = QUICK_RUN_SECONDS if quick else RUN_SECONDS
+    return Plan(
+        tasks=args.tasks or (QUICK_TASKS if quick else TASKS),
+        low=args.min_seconds if args.min_seconds is not None else low,
+        high=args.max_seconds if args.max_seconds is not None else high,
+        interval=args.interval or (QUICK_INTERVAL if quick else INTERVAL),
+        sample=args.sample if args.sample is not None else (QUICK_SAMPLE if quick else SAMPLE),
+        concurrency=args.concurrency,
+        rehost_concurrency=args.rehost_concurrency,
+    )
+
+
+def write_config(path: Path, fake_url: str, p: Plan) -> Path:
     """The configuration file: one Ark provider (the fake), one route, a fixed interval."""
+    rehost = (
+        "" if p.rehost_concurrency is None else f"rehost_concurrency = {p.rehost_concurrency}\n"
+    )
     path.write_text(
         f"""\
 [providers.ark]
@@ -348,16 +441,29 @@ requests_per_minute = 1000000
 timeout = 30
 
 [watch]
-min_interval = {interval}
-max_interval = {interval}
-concurrency = {args.concurrency}
-batch = {args.batch}
-
+min_interval = {p.interval}
+max_interval = {p.interval}
+concurrency = {p.concurrency}
+batch = 1000
+{rehost}
 [[routes."{MODEL}"]]
 provider = "ark"
 """
     )
     return path
+
+
+@dataclass
+class Deployment:
+    """A running reelgate (one API, one worker) in front of a fake, on a fresh database."""
+
+    url: str  # the database
+    base_url: str  # the API
+    key: str  # an API key
+    fake: Fake
+    procs: Processes
+    worker_pid: int
+    api_pid: int
 
 
 async def until(
@@ -371,96 +477,15 @@ async def until(
         await asyncio.sleep(every)
 
 
-async def create_all(base_url: str, key: str, count: int, clients: int) -> list[str]:
-    """Create ``count`` tasks through the API, ``clients`` at a time; their ids by number."""
-    ids = [""] * count
-    numbers = iter(range(count))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        for n in numbers:
-            form = {"prompt": prompt(n), "model": MODEL, "seconds": "4", "size": "16:9"}
-            response = await client.post("/v1/videos", data=form)
-            if response.status_code != 200:
-                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
-            ids[n] = response.json()["id"]
-
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, limits=limits, timeout=60
-    ) as client:
-        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-    return ids
-
-
-async def watch_as_client(client: httpx.AsyncClient, task_id: str, ended: float) -> float:
-    """From the task's upstream end, GET it every ``CLIENT_POLL`` s; end → SUCCESS seen."""
-    await asyncio.sleep(max(0.0, ended - time.time()))
-    while True:
-        response = await client.get(f"/v1/videos/{task_id}")
-        status = response.json().get("status")
-        if status == "SUCCESS":
-            return time.time() - ended
-        if status in ("FAILED", "ERROR"):
-            raise RuntimeError(f"task {task_id} ended {status}: {response.text}")
-        await asyncio.sleep(CLIENT_POLL)
-
-
-async def statuses(url: str) -> dict[str, int]:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        cursor = await conn.execute("SELECT status, count(*) FROM tasks GROUP BY status")
-        return {status: int(count) for status, count in await cursor.fetchall()}
-
-
-async def wait_done(url: str, tasks: int, procs: Processes, timeout: float) -> None:
-    """Until ``tasks`` tasks are SUCCESS; fails on any other end, a dead process, or time.
-
-    Says how far it got every ``PROGRESS`` seconds (on stderr).
-    """
-    deadline = time.monotonic() + timeout
-    said = time.monotonic()
-    while True:
-        counts = await statuses(url)
-        if set(counts) - {"SUBMITTED", "IN_PROGRESS", "SUCCESS"}:
-            raise RuntimeError(f"tasks ended otherwise than SUCCESS: {counts}")
-        if counts.get("SUCCESS", 0) >= tasks:
-            return
+async def wait_api(base_url: str, procs: Processes) -> None:
+    async def answers() -> bool:
         procs.check()
-        if time.monotonic() - said >= PROGRESS:
-            said = time.monotonic()
-            print(f"bench: {counts}", file=sys.stderr, flush=True)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not every task was SUCCESS after {timeout:.0f} s: {counts}")
-        await asyncio.sleep(0.25)
+        with contextlib.suppress(httpx.TransportError):
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(base_url + "/readyz")).status_code == 200
+        return False
 
-
-def task_times(url: str) -> dict[str, tuple[float, float]]:
-    """Upstream id -> (REHOSTING event's at, completed_at) of every SUCCESS task."""
-    statement = """
-SELECT t.upstream_id, min(e.at), t.completed_at FROM tasks t
-JOIN task_events e ON e.task_id = t.id AND e.detail LIKE %s
-WHERE t.status = 'SUCCESS' GROUP BY t.id"""
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(statement, (REHOSTING + "%",)).fetchall()
-    return {upstream: (float(seen), float(done)) for upstream, seen, done in rows}
-
-
-def table_writes(url: str) -> dict[str, int]:
-    """Rows inserted, updated and deleted per table, as PostgreSQL's statistics count them.
-
-    Read once every reelgate process has exited (a backend flushes its counts as it
-    ends); read again until two reads agree, as the last flushes land.
-    """
-    statement = "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables"
-    last: dict[str, int] | None = None
-    for _ in range(20):
-        with psycopg.connect(url, autocommit=True) as conn:
-            now = {name: int(n) for name, n in conn.execute(statement).fetchall()}
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.25)
-    return last or {}
+    await until(answers, timeout=60, what="the API to answer /readyz")
 
 
 async def wait_poller(url: str, procs: Processes) -> None:
@@ -477,41 +502,235 @@ async def wait_poller(url: str, procs: Processes) -> None:
     await until(beaten, timeout=60, what="the worker's poller to start")
 
 
-async def wait_api(base_url: str, procs: Processes) -> None:
-    async def answers() -> bool:
-        procs.check()
-        with contextlib.suppress(httpx.TransportError):
-            async with httpx.AsyncClient(timeout=2) as client:
-                return (await client.get(base_url + "/readyz")).status_code == 200
-        return False
+async def create_all(base_url: str, key: str, ids: list[str], clients: int) -> None:
+    """Create ``len(ids)`` tasks through the API, ``clients`` at a time; fill in their ids."""
+    numbers = iter(range(len(ids)))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    await until(answers, timeout=60, what="the API to answer /readyz")
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for n in numbers:
+            form = {"prompt": prompt(n), "model": MODEL, "seconds": "4", "size": "16:9"}
+            response = await client.post("/v1/videos", data=form)
+            if response.status_code != 200:
+                raise RuntimeError(f"create answered {response.status_code}: {response.text}")
+            ids[n] = response.json()["id"]
+
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=60
+    ) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
 
 
-async def run_reelgate(
-    args: argparse.Namespace,
-    *,
-    tasks: int,
-    low: float,
-    high: float,
-    interval: float,
-    sample: int,
-    label: str,
-) -> ReelgateRun:
-    """``tasks`` tasks through one API and one worker to a fake Ark whose runs take
-    ``low`` to ``high`` s; every task SUCCESS; what it cost."""
+async def report_progress(url: str, started: float) -> None:
+    """Every ``PROGRESS`` seconds, how many tasks are in each phase (on stderr)."""
+    statement = "SELECT phase, count(*) FROM tasks GROUP BY phase ORDER BY phase"
+    while True:
+        await asyncio.sleep(PROGRESS)
+        with contextlib.suppress(psycopg.Error):
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                rows = await (await conn.execute(statement)).fetchall()
+            phases = ", ".join(f"{phase} {count:,}" for phase, count in rows)
+            say(f"{time.perf_counter() - started:.0f} s: {phases}")
+
+
+async def sample_cpu(d: Deployment, samples: list[tuple[float, ...]]) -> None:
+    """Each second: the time, the worker's CPU, the fake's GETs, creates and downloads."""
+    while True:
+        stats = await d.fake.stats()
+        samples.append(
+            (
+                time.perf_counter(),
+                cpu_seconds(d.worker_pid),
+                float(stats["gets"]),
+                float(stats["create_requests"]),
+                float(stats["download_requests"]),
+            )
+        )
+        await asyncio.sleep(1.0)
+
+
+def fit_costs(samples: Sequence[tuple[float, ...]]) -> dict[str, float] | None:
+    """The worker's CPU seconds per GET, create and download, and per second besides:
+    least squares over each second's increments (None with too few seconds)."""
+    if len(samples) < 30:
+        return None
+    steps = np.diff(np.array(samples), axis=0)
+    seconds, cpu, gets, creates, downloads = steps.T
+    design = np.column_stack([gets, creates, downloads, seconds])
+    coefficients = np.linalg.lstsq(design, cpu, rcond=None)[0]
+    return dict(zip(("get", "create", "download", "second"), map(float, coefficients), strict=True))
+
+
+async def watch_as_client(client: httpx.AsyncClient, task_id: str, ended: float) -> float:
+    """From the task's upstream end, GET it every ``CLIENT_POLL`` s; end → SUCCESS seen."""
+    await asyncio.sleep(max(0.0, ended - time.time()))
+    while True:
+        response = await client.get(f"/v1/videos/{task_id}")
+        status = response.json().get("status")
+        if status == "SUCCESS":
+            return time.time() - ended
+        if status in ("FAILED", "ERROR"):
+            raise RuntimeError(f"task {task_id} ended {status}: {response.text}")
+        await asyncio.sleep(CLIENT_POLL)
+
+
+async def watch_sample(d: Deployment, ids: list[str], numbers: Sequence[int]) -> list[float]:
+    """Watch tasks ``numbers`` as a client would, from their end at the fake (learnt once
+    the worker has recorded their upstream id); end → SUCCESS seen, for each."""
+    pending, watchers = set(numbers), []
+    statement = "SELECT id, upstream_id FROM tasks WHERE id = ANY(%s) AND upstream_id IS NOT NULL"
+    headers = {"Authorization": f"Bearer {d.key}"}
+    async with (
+        httpx.AsyncClient(base_url=d.base_url, headers=headers, timeout=30) as client,
+        await psycopg.AsyncConnection.connect(d.url, autocommit=True) as conn,
+    ):
+        try:
+            while pending:
+                known = {ids[n]: n for n in pending if ids[n]}
+                rows = await (await conn.execute(statement, (list(known),))).fetchall()
+                upstream = await d.fake.tasks([up for _, up in rows]) if rows else {}
+                for task_id, up in rows:
+                    pending.discard(known[task_id])
+                    watch = watch_as_client(client, task_id, upstream[up].ended)
+                    watchers.append(asyncio.create_task(watch))
+                await asyncio.sleep(0.5)
+            return list(await asyncio.gather(*watchers))
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+
+
+async def wait_done(url: str, tasks: int, procs: Processes, timeout: float) -> None:
+    """Until ``tasks`` tasks are SUCCESS; fails on any other end, a dead process, or time."""
+    deadline = time.monotonic() + timeout
+    statement = "SELECT status, count(*) FROM tasks GROUP BY status"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while True:
+            counts = dict(await (await conn.execute(statement)).fetchall())
+            if set(counts) - {"SUBMITTED", "IN_PROGRESS", "SUCCESS"}:
+                raise RuntimeError(f"tasks ended otherwise than SUCCESS: {counts}")
+            if counts.get("SUCCESS", 0) >= tasks:
+                return
+            procs.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every task was SUCCESS after {timeout:.0f} s: {counts}")
+            await asyncio.sleep(1.0)
+
+
+@dataclass
+class _Drive:
+    """What ``drive`` gathered while the processes ran."""
+
+    gets: int
+    cpu: float
+    waited: float
+    api_cpu: float
+    fake_cpu: float
+    fake_requests: int
+    seconds: float
+    create_seconds: float
+    submit_seconds: float
+    client: list[float]
+    costs: dict[str, float] | None
+
+
+async def drive(d: Deployment, p: Plan) -> _Drive:
+    """Create the tasks, watch a sample as a client, wait until every one is SUCCESS."""
+    before = await d.fake.stats()
+    cpu0, waited0 = cpu_seconds(d.worker_pid), runnable_seconds(d.worker_pid)
+    api0, fake0 = cpu_seconds(d.api_pid), d.fake.cpu()
+    started = time.perf_counter()
+    ids = [""] * p.tasks
+    samples: list[tuple[float, ...]] = []
+    background = [
+        asyncio.create_task(report_progress(d.url, started)),
+        asyncio.create_task(sample_cpu(d, samples)),
+    ]
+    numbers = sorted({int((k + 0.5) * p.tasks / p.sample) for k in range(p.sample)})
+    clients = asyncio.create_task(watch_sample(d, ids, numbers if p.sample else []))
+    try:
+        await create_all(d.base_url, d.key, ids, CLIENTS)
+        create_seconds = time.perf_counter() - started
+
+        async def all_upstream() -> bool:
+            d.procs.check()
+            return int((await d.fake.stats())["creates"]) - int(before["creates"]) >= p.tasks
+
+        await until(all_upstream, timeout=300 + p.tasks / 5, what="every task at the fake")
+        submit_seconds = time.perf_counter() - started
+        say(f"{p.tasks:,} tasks created in {create_seconds:.0f} s, at the fake in "
+            f"{submit_seconds:.0f} s")  # fmt: skip
+        await wait_done(d.url, p.tasks, d.procs, p.high + 10 * p.interval + 300 + p.tasks / 10)
+        seconds = time.perf_counter() - started
+        cpu, waited = cpu_seconds(d.worker_pid) - cpu0, runnable_seconds(d.worker_pid) - waited0
+        api_cpu, fake_cpu = cpu_seconds(d.api_pid) - api0, d.fake.cpu() - fake0
+        after = await d.fake.stats()
+        client = await asyncio.wait_for(clients, 60)
+    finally:
+        for job in [*background, clients]:
+            job.cancel()
+        await asyncio.gather(*background, clients, return_exceptions=True)
+    return _Drive(
+        gets=int(after["gets"]) - int(before["gets"]),
+        cpu=cpu,
+        waited=waited,
+        api_cpu=api_cpu,
+        fake_cpu=fake_cpu,
+        fake_requests=requests_served(after) - requests_served(before),
+        seconds=seconds,
+        create_seconds=create_seconds,
+        submit_seconds=submit_seconds,
+        client=client,
+        costs=fit_costs(samples),
+    )
+
+
+def task_rows(url: str) -> dict[str, tuple[float, float, float, int]]:
+    """Upstream id -> (created_at, the REHOSTING event's at, completed_at, events) of every
+    SUCCESS task."""
+    statement = """
+SELECT t.upstream_id, t.created_at, min(e.at) FILTER (WHERE e.detail LIKE %s),
+    t.completed_at, count(*)
+FROM tasks t JOIN task_events e ON e.task_id = t.id
+WHERE t.status = 'SUCCESS' GROUP BY t.id"""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(statement, (REHOSTING + "%",)).fetchall()
+    return {up: (created, seen, done, events) for up, created, seen, done, events in rows}
+
+
+def table_writes(url: str) -> dict[str, int]:
+    """Rows inserted, updated and deleted per table, as PostgreSQL's statistics count them.
+
+    Read once every reelgate process has exited (a backend flushes its counts as it
+    ends), again until two reads agree, as the last flushes land.
+    """
+    statement = "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_user_tables"
+    last: dict[str, int] | None = None
+    for _ in range(40):
+        with psycopg.connect(url, autocommit=True) as conn:
+            now = {name: int(n) for name, n in conn.execute(statement).fetchall()}
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.25)
+    return last or {}
+
+
+async def run_reelgate(args: argparse.Namespace, p: Plan) -> ReelgateRun:
+    """``p.tasks`` tasks through one API and one worker to a fake Ark whose runs take
+    ``p.low`` to ``p.high`` s, until every one is SUCCESS; what it cost."""
     with (
         temporary_database(args.admin_url) as url,
         tempfile.TemporaryDirectory(prefix="rg-bench-upstream-") as tmp,
     ):
         folder = Path(tmp)
-        with running_fake(folder, low, high) as fake:
-            config = write_config(folder / "reelgate.toml", fake.url, args, interval)
+        with running_fake(folder, p.low, p.high) as fake:
             env = {
                 "REELGATE_DATABASE_URL": url,
                 "REELGATE_STORAGE_URL": f"file://{folder / 'blobs'}",
                 "REELGATE_SIGNING_SECRET": SIGNING_SECRET,
-                "REELGATE_CONFIG": str(config),
+                "REELGATE_CONFIG": str(write_config(folder / "reelgate.toml", fake.url, p)),
                 "REELGATE_LOG_LEVEL": "warning",
                 KEY_ENV: FAKE_KEY,
             }
@@ -524,147 +743,81 @@ async def run_reelgate(
                 worker, _ = procs.start("worker", "worker", "--concurrency", "1")
                 await wait_poller(url, procs)
                 key = (folder / "api" / "first-api-key").read_text().strip()
-                with options.profiled(args, worker.pid, f"upstream-{label}-worker"):
-                    run = await _drive(
-                        url, base_url, key, fake, procs, tasks, high, interval, sample,
-                        worker.pid, api.pid,
-                    )  # fmt: skip
+                deployment = Deployment(url, base_url, key, fake, procs, worker.pid, api.pid)
+                with options.profiled(args, worker.pid, "upstream-worker"):
+                    run = await drive(deployment, p)
             finally:
                 procs.stop()
-            writes = table_writes(url)
-            times = task_times(url)
-    return _reelgate_result(run, times, writes, interval)
+            upstream = await fake.tasks()
+        writes = table_writes(url)
+        rows = task_rows(url)
+    return _reelgate_run(p, run, upstream, rows, writes)
 
 
-@dataclass
-class _Drive:
-    """What ``_drive`` gathered while the processes ran."""
-
-    upstream: dict[str, UpstreamTask]
-    gets: int
-    cpu: float
-    api_cpu: float
-    fake_cpu: float
-    fake_requests: int
-    seconds: float
-    create_seconds: float
-    client: list[float]
-
-
-async def _drive(
-    url: str,
-    base_url: str,
-    key: str,
-    fake: Fake,
-    procs: Processes,
-    tasks: int,
-    high: float,
-    interval: float,
-    sample: int,
-    worker_pid: int,
-    api_pid: int,
-) -> _Drive:
-    before = await fake.stats()
-    cpu0, api0, fake0 = cpu_seconds(worker_pid), cpu_seconds(api_pid), fake.cpu()
-    started = time.perf_counter()
-    ids = await create_all(base_url, key, tasks, 32)
-    create_seconds = time.perf_counter() - started
-
-    async def all_upstream() -> bool:
-        procs.check()
-        return int((await fake.stats())["creates"]) - int(before["creates"]) >= tasks
-
-    await until(all_upstream, timeout=120 + tasks / 20, what="every task at the fake", every=0.2)
-    print(
-        f"bench: {tasks:,} tasks created through the API in {create_seconds:.1f} s, all at "
-        f"the fake after {time.perf_counter() - started:.1f} s",
-        file=sys.stderr,
-        flush=True,
-    )
-    # A sample of the tasks still running, watched as a client would.
-    upstream = await fake.tasks()
-    number = {prompt(n): n for n in range(tasks)}
-    soon = time.time() + 0.5
-    running = sorted(
-        (t for t in upstream.values() if t.ended > soon and t.prompt in number),
-        key=lambda t: t.id,
-    )
-    chosen = random.Random(SEED).sample(running, min(sample, len(running)))
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as client:
-        watchers = [
-            asyncio.create_task(watch_as_client(client, ids[number[t.prompt]], t.ended))
-            for t in chosen
-        ]
-        try:
-            timeout = high + 6 * interval + create_seconds + 180
-            await wait_done(url, tasks, procs, timeout)
-            seconds = time.perf_counter() - started
-            cpu, api_cpu = cpu_seconds(worker_pid) - cpu0, cpu_seconds(api_pid) - api0
-            fake_cpu, after = fake.cpu() - fake0, await fake.stats()
-            client_delays = await asyncio.wait_for(asyncio.gather(*watchers), 30)
-        finally:
-            for watcher in watchers:
-                watcher.cancel()
-    return _Drive(
-        upstream=await fake.tasks(),
-        gets=int(after["gets"]) - int(before["gets"]),
-        cpu=cpu,
-        api_cpu=api_cpu,
-        fake_cpu=fake_cpu,
-        fake_requests=requests_served(after) - requests_served(before),
-        seconds=seconds,
-        create_seconds=create_seconds,
-        client=list(client_delays),
-    )
-
-
-def _reelgate_result(
-    run: _Drive, times: dict[str, tuple[float, float]], writes: dict[str, int], interval: float
+def _reelgate_run(
+    p: Plan,
+    run: _Drive,
+    upstream: dict[str, UpstreamTask],
+    rows: dict[str, tuple[float, float, float, int]],
+    writes: dict[str, int],
 ) -> ReelgateRun:
-    missing = set(run.upstream) - set(times)
-    if missing:
-        raise RuntimeError(f"{len(missing)} upstream tasks have no REHOSTING event or no SUCCESS")
-    order = sorted(run.upstream.values(), key=lambda t: t.created)
+    missing = [t for t in upstream if t not in rows or upstream[t].downloaded is None]
+    if missing or len(rows) != len(upstream):
+        raise RuntimeError(
+            f"{len(missing)} of {len(upstream)} upstream tasks lack a SUCCESS, a REHOSTING "
+            f"event or a download; {len(rows)} tasks SUCCESS"
+        )
+    order = sorted(upstream.values(), key=lambda t: t.created)
     polled = Polled(
-        interval=interval,
+        interval=p.interval,
         gets=run.gets,
         created=[t.created for t in order],
         ended=[t.ended for t in order],
-        seen=[times[t.id][0] for t in order],
+        seen=[rows[t.id][1] for t in order],
+        task_gets=[t.gets for t in order],
         cpu=run.cpu,
+        waited=run.waited,
         fake_cpu=run.fake_cpu,
         fake_requests=run.fake_requests,
         seconds=run.seconds,
     )
-    first = order[0].created
+    arrivals = sorted(row[0] for row in rows.values())
     return ReelgateRun(
         polled=polled,
-        done=[times[t.id][1] for t in order],
-        client=run.client,
+        downloaded=[t.downloaded or 0.0 for t in order],
+        done=[rows[t.id][2] for t in order],
+        events=[rows[t.id][3] for t in order],
+        arrivals=[at - arrivals[0] for at in arrivals],
         writes=writes,
-        create_seconds=run.create_seconds,
+        client=run.client,
         api_cpu=run.api_cpu,
-        offsets=[t.created - first for t in order],
+        create_seconds=run.create_seconds,
+        submit_seconds=run.submit_seconds,
+        costs=run.costs,
     )
 
 
-# the naive baseline -------------------------------------------------------------------
+# the naive poller -------------------------------------------------------------------------
 
 
-async def naive_poll(fake_url: str, offsets: Sequence[float], interval: float) -> dict[str, float]:
-    """One coroutine per task: create it at ``offsets[k]`` s from now, then sleep the
-    interval and GET until it succeeded. Upstream id -> when its GET saw it succeeded."""
+async def naive_poll(
+    fake_url: str, arrivals: Sequence[float], interval: float, concurrency: int
+) -> tuple[dict[str, float], int]:
+    """One coroutine per task: at ``arrivals[k]`` s from now create task k at the fake, then
+    sleep the interval and GET it until it succeeded, with at most ``concurrency`` requests
+    in flight. Upstream id -> when a GET saw it succeeded, and the requests sent."""
     seen: dict[str, float] = {}
+    sent = 0
+    slots = asyncio.Semaphore(concurrency)
     headers = {"Authorization": f"Bearer {FAKE_KEY}"}
-    path = "/api/v3/contents/generations/tasks"
     async with httpx.AsyncClient(
         base_url=fake_url, headers=headers, limits=LIMITS, timeout=TIMEOUT
     ) as client:
         start = time.perf_counter()
 
-        async def one(n: int, offset: float) -> None:
-            await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
+        async def one(n: int, arrival: float) -> None:
+            nonlocal sent
+            await asyncio.sleep(max(0.0, start + arrival - time.perf_counter()))
             body = {
                 "model": MODEL,
                 "content": [{"type": "text", "text": prompt(n)}],
@@ -672,365 +825,66 @@ async def naive_poll(fake_url: str, offsets: Sequence[float], interval: float) -
                 "ratio": "16:9",
                 "resolution": "720p",
             }
-            response = await client.post(path, json=body)
+            async with slots:
+                response = await client.post(API, json=body)
+            sent += 1
             response.raise_for_status()
             task_id = response.json()["id"]
             while True:
                 await asyncio.sleep(interval)
-                response = await client.get(f"{path}/{task_id}")
+                async with slots:
+                    response = await client.get(f"{API}/{task_id}")
+                sent += 1
                 response.raise_for_status()
                 if response.json()["status"] == "succeeded":
                     seen[task_id] = time.time()
                     return
 
-        await asyncio.gather(*(one(n, offset) for n, offset in enumerate(offsets)))
-    return seen
+        await asyncio.gather(*(one(n, arrival) for n, arrival in enumerate(arrivals)))
+    return seen, sent
 
 
-def run_naive(offsets: Sequence[float], low: float, high: float, interval: float) -> Polled:
-    """The naive poller in this process against a fresh fake; its CPU is this process's."""
-    with tempfile.TemporaryDirectory(prefix="rg-bench-naive-") as tmp, running_fake(
-        Path(tmp), low, high
-    ) as fake:
+@dataclass
+class NaiveRun:
+    """The naive poller's run."""
+
+    polled: Polled
+    requests: int  # the creates and GETs it sent
+
+    @property
+    def per_request(self) -> float:
+        """Its CPU seconds per request (a create costs a client what a GET does)."""
+        return self.polled.cpu / self.requests
+
+
+def run_naive(p: Plan, arrivals: Sequence[float]) -> NaiveRun:
+    """The naive poller in this process against a fresh fake with the same seed, each task
+    arriving when reelgate's API took its twin; its CPU is this process's."""
+    with (
+        tempfile.TemporaryDirectory(prefix="rg-bench-naive-") as tmp,
+        running_fake(Path(tmp), p.low, p.high) as fake,
+    ):
         before = asyncio.run(fake.stats())
-        cpu0, fake0 = cpu_seconds(os.getpid()), fake.cpu()
+        me = os.getpid()
+        cpu0, waited0, fake0 = cpu_seconds(me), runnable_seconds(me), fake.cpu()
         started = time.perf_counter()
-        seen = asyncio.run(naive_poll(fake.url, offsets, interval))
+        seen, sent = asyncio.run(naive_poll(fake.url, arrivals, p.interval, p.concurrency))
         seconds = time.perf_counter() - started
-        cpu, fake_cpu = cpu_seconds(os.getpid()) - cpu0, fake.cpu() - fake0
-        after = asyncio.run(fake.stats())
+        cpu, waited = cpu_seconds(me) - cpu0, runnable_seconds(me) - waited0
+        fake_cpu, after = fake.cpu() - fake0, asyncio.run(fake.stats())
         upstream = asyncio.run(fake.tasks())
     order = sorted(upstream.values(), key=lambda t: t.created)
-    return Polled(
-        interval=interval,
+    polled = Polled(
+        interval=p.interval,
         gets=int(after["gets"]) - int(before["gets"]),
         created=[t.created for t in order],
         ended=[t.ended for t in order],
         seen=[seen[t.id] for t in order],
+        task_gets=[t.gets for t in order],
         cpu=cpu,
+        waited=waited,
         fake_cpu=fake_cpu,
         fake_requests=requests_served(after) - requests_served(before),
         seconds=seconds,
     )
-
-
-# rows -----------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """This benchmark's own options."""
-    parser.add_argument(
-        "--tasks", type=int, default=None, help=f"tasks in flight [{TASKS:,}, quick {QUICK_TASKS}]"
-    )
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=None,
-        help=f"the fixed poll interval, s [{INTERVAL:g}, quick {QUICK_INTERVAL:g}]",
-    )
-    parser.add_argument(
-        "--min-seconds",
-        type=float,
-        default=None,
-        help=f"shortest run at the fake [{RUN_SECONDS[0]:g}, quick {QUICK_RUN_SECONDS[0]:g}]",
-    )
-    parser.add_argument(
-        "--max-seconds",
-        type=float,
-        default=None,
-        help=f"longest run at the fake [{RUN_SECONDS[1]:g}, quick {QUICK_RUN_SECONDS[1]:g}]",
-    )
-    parser.add_argument("--concurrency", type=int, default=200, help="[watch] concurrency [200]")
-    parser.add_argument("--batch", type=int, default=1000, help="[watch] batch [1000]")
-    parser.add_argument(
-        "--sample",
-        type=int,
-        default=None,
-        help=f"tasks watched by a polling client [{SAMPLE}, quick {QUICK_SAMPLE}]",
-    )
-    parser.add_argument("--admin-url", default=PG_ADMIN_URL, help="PostgreSQL URL to create DBs")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The sizes of the runs the options ask for."""
-
-    tasks: int
-    low: float
-    high: float
-    interval: float
-    sample: int
-
-    @property
-    def short(self) -> Plan:
-        return Plan(max(self.tasks // FEWER, 1), self.low / SHORTER, self.high / SHORTER,
-                    self.interval, 0)  # fmt: skip
-
-
-def plan(args: argparse.Namespace) -> Plan:
-    quick = args.quick
-    low, high = QUICK_RUN_SECONDS if quick else RUN_SECONDS
-    return Plan(
-        tasks=args.tasks or (QUICK_TASKS if quick else TASKS),
-        low=args.min_seconds if args.min_seconds is not None else low,
-        high=args.max_seconds if args.max_seconds is not None else high,
-        interval=args.interval or (QUICK_INTERVAL if quick else INTERVAL),
-        sample=args.sample if args.sample is not None else (QUICK_SAMPLE if quick else SAMPLE),
-    )
-
-
-NUMBERS = ("9 gets", "9 delay", "9 writes", "9 cpu")
-
-
-def measure(args: argparse.Namespace) -> list[Row]:
-    """The main reelgate run and the naive poller's, then the short runs of both."""
-    p = plan(args)
-    try:
-        main = asyncio.run(
-            run_reelgate(args, tasks=p.tasks, low=p.low, high=p.high, interval=p.interval,
-                         sample=p.sample, label="main")
-        )  # fmt: skip
-        print(f"bench: reelgate main run in {main.polled.seconds:.0f} s", file=sys.stderr)
-        naive = run_naive(main.offsets, p.low, p.high, p.interval)
-        print(f"bench: naive main run in {naive.seconds:.0f} s", file=sys.stderr)
-        s = p.short
-        short = asyncio.run(
-            run_reelgate(args, tasks=s.tasks, low=s.low, high=s.high, interval=s.interval,
-                         sample=0, label="short")
-        )  # fmt: skip
-        naive_short = run_naive(short.offsets, s.low, s.high, s.interval)
-        print(f"bench: short runs in {short.polled.seconds:.0f} s, "
-              f"{naive_short.seconds:.0f} s", file=sys.stderr)  # fmt: skip
-    except (RuntimeError, OSError, psycopg.Error, httpx.HTTPError) as exc:
-        message = " ".join(str(exc).split())[-600:]
-        reason = f"{type(exc).__name__}: {message}"
-        return [failed_row(number, _PATHS[number], _TARGETS[number], reason) for number in NUMBERS]
-    return rows(p, main, naive, short, naive_short)
-
-
-_PATHS = {
-    "9 gets": "upstream polling: GETs per task per poll interval",
-    "9 delay": "upstream polling: upstream end → SUCCESS visible",
-    "9 writes": "upstream polling: database writes per task",
-    "9 cpu": "upstream polling: the poller's CPU per 1,000 tasks",
-}
-_TARGETS = {
-    "9 gets": f"≤ {GETS_TARGET}",
-    "9 delay": "median ≤ interval + re-host",
-    "9 writes": "constant with time in flight (± 2 %)",
-    "9 cpu": "reported (vs the naive poller)",
-}
-
-
-def rows(p: Plan, main: ReelgateRun, naive: Polled, short: ReelgateRun, naive_short: Polled
-         ) -> list[Row]:  # fmt: skip
-    """The four rows of #9."""
-    m = main.polled
-    scale = (
-        f"{m.tasks:,} tasks at a fake Ark ending after {p.low:g}–{p.high:g} s, "
-        f"poll interval {p.interval:g} s"
-    )
-    return [
-        _gets_row(scale, m, naive),
-        _delay_row(scale, main, naive),
-        _writes_row(p, main, short),
-        _cpu_row(scale, main, naive, short, naive_short),
-    ]
-
-
-def _gets_row(scale: str, m: Polled, naive: Polled) -> Row:
-    figure, base = m.gets_per_interval, naive.gets_per_interval
-    notes = (
-        f"{scale}: {m.gets:,} task GETs at the fake over {m.watched / 60:,.0f} task-minutes "
-        f"watched (create at the fake → the poll that saw it succeeded) = {figure:.3f} GETs "
-        f"per task per interval; the naive poller (one coroutine per task, same fake, same "
-        f"arrivals and run times) {naive.gets:,} GETs, {base:.3f}. Over the upstream run "
-        f"time instead (create → end at the fake): reelgate {m.gets_per_run_interval:.3f}, "
-        f"naive {naive.gets_per_run_interval:.3f}, where a perfect poller scores "
-        f"{m.floor:.3f} (Σ ceil(run/interval) / Σ run/interval: the last interval waits "
-        f"for an end inside it). The fake's own cost: {m.fake_cost * 1000:.2f} ms CPU per "
-        f"request ({m.fake_requests:,} requests, {m.fake_cpu:.1f} s) in the reelgate run, "
-        f"{naive.fake_cost * 1000:.2f} ms in the naive one."
-    )
-    values = {
-        "gets": m.gets,
-        "gets_per_interval": figure,
-        "naive_gets": naive.gets,
-        "naive_gets_per_interval": base,
-        "gets_per_run_interval": m.gets_per_run_interval,
-        "naive_gets_per_run_interval": naive.gets_per_run_interval,
-        "floor": m.floor,
-        "fake_cpu_per_request_s": m.fake_cost,
-        "naive_fake_cpu_per_request_s": naive.fake_cost,
-    }
-    return Row(
-        "9 gets",
-        _PATHS["9 gets"],
-        f"{figure:.3f} GETs",
-        f"{base:.3f} GETs (naive poller)",
-        figure / base,
-        _TARGETS["9 gets"],
-        figure <= GETS_TARGET,
-        notes,
-        values,
-    )
-
-
-def _delay_row(scale: str, main: ReelgateRun, naive: Polled) -> Row:
-    m = main.polled
-    delay, detect, rehost = main.delay, m.detection, main.rehost
-    d50, d95 = statistics.median(delay), quantile(delay, 0.95)
-    n50, n95 = statistics.median(naive.detection), quantile(naive.detection, 0.95)
-    r50 = statistics.median(rehost)
-    allowed = m.interval + r50
-    client = main.client
-    seen = (
-        f"median {statistics.median(client):.2f} s, p95 {quantile(client, 0.95):.2f} s "
-        f"({len(client)} tasks sampled, polled every {CLIENT_POLL:g} s)"
-        if client
-        else "no task sampled"
-    )
-    notes = (
-        f"{scale}: upstream end (the fake's clock) → SUCCESS committed (``completed_at``), "
-        f"all tasks: median {d50:.2f} s, p95 {d95:.2f} s, max {max(delay):.2f} s; of which "
-        f"end → the poll that saw it (REHOSTING) median {statistics.median(detect):.2f} s, "
-        f"p95 {quantile(detect, 0.95):.2f} s, and re-host (REHOSTING → SUCCESS) median "
-        f"{r50:.2f} s, p95 {quantile(rehost, 0.95):.2f} s, max {max(rehost):.2f} s. As a "
-        f"client saw it through the API: {seen}. The naive poller (no re-host): end → its "
-        f"GET saw it, median {n50:.2f} s, p95 {n95:.2f} s."
-    )
-    values = {
-        "median_s": d50,
-        "p95_s": d95,
-        "detect_median_s": statistics.median(detect),
-        "rehost_median_s": r50,
-        "rehost_p95_s": quantile(rehost, 0.95),
-        "naive_median_s": n50,
-        "naive_p95_s": n95,
-        "interval_s": m.interval,
-    }
-    if client:
-        values["client_median_s"] = statistics.median(client)
-    return Row(
-        "9 delay",
-        _PATHS["9 delay"],
-        f"median {d50:.2f} s, p95 {d95:.2f} s",
-        f"median {n50:.2f} s, p95 {n95:.2f} s (naive, no re-host)",
-        d50 / n50 if n50 > 0 else None,
-        f"median ≤ {m.interval:g} s + re-host {r50:.2f} s",
-        d50 <= allowed,
-        notes,
-        values,
-    )
-
-
-def _writes_row(p: Plan, main: ReelgateRun, short: ReelgateRun) -> Row:
-    s = p.short
-    long_w, short_w = main.writes_per_task, short.writes_per_task
-    ratio = long_w / short_w
-    m, sp = main.polled, short.polled
-
-    def detail(run: ReelgateRun) -> str:
-        tasks = run.polled.tasks
-        parts = ", ".join(f"{name} {run.writes.get(name, 0) / tasks:.2f}" for name in TASK_TABLES)
-        return f"{parts}; pollers {run.writes.get('pollers', 0)} in all"
-
-    notes = (
-        f"Rows inserted + updated + deleted (pg_stat_user_tables) per task, over the tasks: "
-        f"{m.tasks:,} tasks of {p.low:g}–{p.high:g} s ({m.gets / m.tasks:.1f} GETs each): "
-        f"{long_w:.2f} ({detail(main)}); {sp.tasks:,} tasks of {s.low:g}–{s.high:g} s "
-        f"({sp.gets / sp.tasks:.1f} GETs each): {short_w:.2f} ({detail(short)}). Same "
-        f"interval ({p.interval:g} s), one API and one worker process each, fresh databases."
-    )
-    values = {
-        "writes_per_task": long_w,
-        "short_writes_per_task": short_w,
-        "gets_per_task": m.gets / m.tasks,
-        "short_gets_per_task": sp.gets / sp.tasks,
-    }
-    return Row(
-        "9 writes",
-        _PATHS["9 writes"],
-        f"{long_w:.2f} per task ({p.low:g}–{p.high:g} s)",
-        f"{short_w:.2f} per task ({s.low:g}–{s.high:g} s)",
-        ratio,
-        _TARGETS["9 writes"],
-        abs(ratio - 1) <= WRITES_TOLERANCE,
-        notes,
-        values,
-    )
-
-
-def per_get(long: Polled, short: Polled) -> float | None:
-    """CPU seconds per GET: the difference in CPU per task over the difference in GETs per
-    task between a run of long tasks and one of short tasks (None when they poll alike)."""
-    gets = long.gets / long.tasks - short.gets / short.tasks
-    if gets <= 0.5:
-        return None
-    return (long.cpu / long.tasks - short.cpu / short.tasks) / gets
-
-
-def _cpu_row(
-    scale: str, main: ReelgateRun, naive: Polled, short: ReelgateRun, naive_short: Polled
-) -> Row:
-    m = main.polled
-    figure, base = m.cpu_per_1000, naive.cpu_per_1000
-    ours, theirs = per_get(m, short.polled), per_get(naive, naive_short)
-    marginal = "could not be separated (the short runs polled as often)"
-    if ours is not None and theirs is not None:
-        marginal = (
-            f"{ours * 1e6:,.0f} µs per GET for reelgate's worker and {theirs * 1e6:,.0f} µs "
-            f"for the naive poller (ratio {ours / theirs:.2f}), i.e. "
-            f"{ours * 1000:.2f} s and {theirs * 1000:.2f} s of CPU per 1,000 tasks per poll "
-            f"interval"
-        )
-    notes = (
-        f"{scale}: the worker process (user + system, /proc) from the first create to the "
-        f"last SUCCESS: {m.cpu:.1f} s = {figure:.2f} s per 1,000 tasks, "
-        f"{m.core_share_per_1000:.1%} of a core per 1,000 tasks in flight, over "
-        f"{m.seconds:.0f} s; it submits (claim, POST, record), polls and re-hosts (download, "
-        f"probe, store). The naive poller (creates and polls, in this process): "
-        f"{naive.cpu:.1f} s = {base:.2f} s per 1,000 tasks, "
-        f"{naive.core_share_per_1000:.1%} of a core per 1,000 tasks in flight. The cost of "
-        f"a poll alone, from the difference with the short runs ({short.polled.tasks:,} "
-        f"tasks each, fewer GETs per task): {marginal}. The API process used "
-        f"{main.api_cpu:.1f} s (creates, {main.create_seconds:.0f} s, and the sampled "
-        f"client's GETs)."
-    )
-    values = {
-        "cpu_s": m.cpu,
-        "cpu_per_1000_s": figure,
-        "core_share_per_1000": m.core_share_per_1000,
-        "naive_cpu_s": naive.cpu,
-        "naive_cpu_per_1000_s": base,
-        "naive_core_share_per_1000": naive.core_share_per_1000,
-        "api_cpu_s": main.api_cpu,
-        "seconds": m.seconds,
-    }
-    if ours is not None and theirs is not None:
-        values["cpu_per_get_s"], values["naive_cpu_per_get_s"] = ours, theirs
-    return Row(
-        "9 cpu",
-        _PATHS["9 cpu"],
-        f"{figure:.2f} s per 1,000 tasks ({m.core_share_per_1000:.1%} of a core "
-        f"per 1,000 in flight)",
-        f"{base:.2f} s ({naive.core_share_per_1000:.1%}; naive poller)",
-        figure / base,
-        _TARGETS["9 cpu"],
-        None,
-        notes,
-        values,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run #9, print its rows, write them where ``--json`` says."""
-    parser = options.parser(__doc__, prog="python -m bench.upstream")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    options.finish(args, measure(args))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return NaiveRun(polled, sent)

@@ -23,10 +23,54 @@ app.add_typer(keys_app, name="keys")
 
 T = TypeVar("T")
 FIRST_KEY_FILE = "first-api-key"
+EXIT_PORT = 1  # the port cannot be listened on (busy, not ours)
 
-DataDir = Annotated[Path | None, typer.Option(help="Data folder [env REELGATE_DATA_DIR].")]
+
+def _setting(variable: str, help: str, default: str | None = None) -> Any:
+    """The option of one ``REELGATE_*`` setting.
+
+    Its help names the variable and the default; the value itself is read by
+    pydantic-settings (flags override the environment), never by click as well, so
+    there is one source of each setting.
+    """
+    text = f"{help} (env var: {variable})"
+    return typer.Option(help=text, show_default=default if default is not None else False)
+
+
+# The defaults --help shows; tests/firsthour checks them against ``Settings``. Written
+# out rather than read from ``Settings``: the client commands of this same CLI must not
+# import the server's settings (pydantic-settings is a server dependency).
+DEFAULTS = {
+    "host": "127.0.0.1",
+    "port": "8000",
+    "api_processes": "1",
+    "url_ttl": "3600",
+    "log_level": "info",
+    "grace_seconds": "30.0",
+}
+
+
+def _default(name: str) -> str:
+    return DEFAULTS[name]
+
+
+def _default_workers() -> str:
+    import os
+
+    return f"cores - 1, at least 1; here {max(1, (os.cpu_count() or 2) - 1)}"
+
+
+DataDir = Annotated[
+    Path | None,
+    _setting("REELGATE_DATA_DIR", "Data folder: database, videos, signing key.", "data"),
+]
 DatabaseUrl = Annotated[
-    str | None, typer.Option(help="sqlite:///… or postgresql://… [env REELGATE_DATABASE_URL].")
+    str | None,
+    _setting(
+        "REELGATE_DATABASE_URL",
+        "sqlite:///path or postgresql://user@host/db.",
+        "sqlite:///<data-dir>/reelgate.db",
+    ),
 ]
 
 
@@ -44,7 +88,11 @@ def _settings(**flags: Any) -> Any:
 
 ConfigFile = Annotated[
     str | None,
-    typer.Option(help="The TOML configuration file: providers and routes [env REELGATE_CONFIG]."),
+    _setting(
+        "REELGATE_CONFIG",
+        "The TOML configuration file: providers and routes.",
+        "none: every model on the preview renderer",
+    ),
 ]
 
 
@@ -75,24 +123,68 @@ def _configure_logging(level: str) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [env REELGATE_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env REELGATE_PORT].")] = None,
+    host: Annotated[
+        str | None, _setting("REELGATE_HOST", "Address to listen on.", _default("host"))
+    ] = None,
+    port: Annotated[
+        int | None, _setting("REELGATE_PORT", "Port to listen on.", _default("port"))
+    ] = None,
+    api_processes: Annotated[
+        int | None,
+        _setting(
+            "REELGATE_API_PROCESSES",
+            "API processes sharing the port (up to one per core); the first one also runs "
+            "the embedded worker.",
+            _default("api_processes"),
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(
-            help="Concurrent renders in this process; 0 runs the API only [env REELGATE_WORKERS]."
+        _setting(
+            "REELGATE_WORKERS",
+            "Concurrent renders of the embedded worker; 0 runs the API only.",
+            _default_workers(),
         ),
     ] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    config: ConfigFile = None,
+    storage_url: Annotated[
+        str | None,
+        _setting(
+            "REELGATE_STORAGE_URL",
+            "Where inputs and videos are kept: file:///path or s3://bucket/prefix.",
+            "file://<data-dir>/blobs",
+        ),
+    ] = None,
     public_url: Annotated[
-        str | None, typer.Option(help="Base URL of signed links [env REELGATE_PUBLIC_URL].")
+        str | None,
+        _setting(
+            "REELGATE_PUBLIC_URL", "Base URL of signed download links.", "http://<host>:<port>"
+        ),
+    ] = None,
+    url_ttl: Annotated[
+        int | None,
+        _setting(
+            "REELGATE_URL_TTL",
+            "Lifetime of a signed video_url, in seconds.",
+            _default("url_ttl"),
+        ),
+    ] = None,
+    config: ConfigFile = None,
+    log_level: Annotated[
+        str | None,
+        _setting("REELGATE_LOG_LEVEL", "debug, info, warning or error.", _default("log_level")),
     ] = None,
 ) -> None:
-    """Run the API server, with an embedded worker pool unless --workers 0."""
-    import uvicorn
+    """Run the API server, with an embedded worker pool unless --workers 0.
 
+    Every option can also be set by its environment variable (the option wins).
+    REELGATE_SIGNING_SECRET, the HMAC key of signed links, is read from the
+    environment only (a flag would show it in the process list); without it a key is
+    generated once into <data-dir>/signing.key. Exits 1, before printing anything
+    else, when the port cannot be listened on.
+    """
+    from reelgate.api import server
     from reelgate.api.app import create_app
     from reelgate.services.keys import ensure_first_key
     from reelgate.wiring import Components
@@ -100,14 +192,30 @@ def serve(
     settings = _settings(
         host=host,
         port=port,
+        api_processes=api_processes,
         workers=workers,
         data_dir=data_dir,
         database_url=database_url,
+        storage_url=storage_url,
         public_url=public_url,
+        url_ttl=url_ttl,
         config=config,
+        log_level=log_level,
     )
+    processes = settings.api_processes
+    if processes > 1 and "memory:" in (settings.database_url, settings.storage_url):
+        typer.echo(
+            "error: several API processes need a shared database and storage, not memory:",
+            err=True,
+        )
+        raise typer.Exit(2)
     _configure_logging(settings.log_level)
-    components = _build(settings)
+    components = _build(settings)  # a bad configuration file is reported first
+    try:
+        sockets = server.listen(settings.host, settings.port, processes)
+    except server.PortUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_PORT) from None
 
     async def announce(c: Components) -> None:
         key_file = settings.data_dir / FIRST_KEY_FILE
@@ -118,29 +226,57 @@ def serve(
         elif key_file.is_file():
             typer.echo(f"API key: the first one is kept in {key_file}", err=True)
         else:
-            typer.echo("API keys exist; make another with `reelgate keys create`", err=True)
+            typer.echo(f"API keys exist; make another with `{cli} keys create`", err=True)
+        if processes > 1:
+            typer.echo(f"{processes} API processes; the first runs the embedded worker", err=True)
         typer.echo(
             f"try: curl -H 'Authorization: Bearer <key>' {settings.public_url}/v1/models", err=True
         )
+        typer.echo(f"the CLI (nothing to activate): {cli} --help", err=True)
+        typer.echo(f"API docs: {settings.public_url}/docs", err=True)
 
-    api = create_app(components, on_ready=announce)
-    server_config = uvicorn.Config(
-        api,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-        timeout_keep_alive=settings.keep_alive,
-    )
-    uvicorn.Server(server_config).run()
+    cli = _command_name()
+    if processes == 1:
+        server.serve(create_app(components, on_ready=announce), settings, sockets[0])
+        return
+    peers = server.Peers() if settings.workers > 0 else None  # to wake the embedded worker
+
+    def run(index: int) -> None:
+        mine = _build(settings)  # each process its own connections, pools and ids
+        first = index == 0
+        api = create_app(
+            mine, embedded_worker=first, on_ready=announce if first else None, peers=peers
+        )
+        server.serve(api, settings, sockets[index % len(sockets)])
+
+    status = server.run_processes(processes, run)
+    if status:
+        raise typer.Exit(status)
+
+
+def _command_name() -> str:
+    """How to run this very ``reelgate`` command again, from the current folder."""
+    import os
+    import shutil
+
+    program = Path(sys.argv[0])
+    if program.name != "reelgate":  # python -m reelgate
+        return f"{sys.executable} -m reelgate"
+    found = shutil.which("reelgate")
+    if found is not None and Path(found).resolve() == program.resolve():
+        return "reelgate"
+    try:
+        relative = os.path.relpath(program)
+    except ValueError:  # another drive (Windows)
+        return str(program.resolve())
+    return str(program.resolve()) if relative.startswith("..") else relative
 
 
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option(help="Concurrent renders in this process [env REELGATE_WORKERS].")
+        int | None,
+        _setting("REELGATE_WORKERS", "Concurrent renders in this process.", _default_workers()),
     ] = None,
     models: Annotated[
         str | None,
@@ -150,9 +286,10 @@ def worker(
     ] = None,
     grace: Annotated[
         float | None,
-        typer.Option(
-            help="Seconds to let renders finish on SIGTERM before handing them back "
-            "[env REELGATE_GRACE_SECONDS]."
+        _setting(
+            "REELGATE_GRACE_SECONDS",
+            "Seconds to let renders finish on SIGTERM before handing them back.",
+            _default("grace_seconds"),
         ),
     ] = None,
     data_dir: DataDir = None,

@@ -68,6 +68,13 @@ class TaskStore(Protocol):
     async def ping(self) -> None:
         """Raise ``Unavailable`` if the database does not answer."""
 
+    async def check_writes(self, *, min_free_bytes: int = 0) -> None:
+        """Raise ``Unavailable`` unless the database can take writes now.
+
+        A database in a local file: its folder takes a small write and has at least
+        ``min_free_bytes`` free. A server: it is not read-only (a replica, recovery).
+        """
+
     async def close(self) -> None: ...
 
     async def create_task(self, task: Task) -> None:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     bench_routes: bool = False  # the benchmarks' baseline route, /bench/videos/{id}
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # API processes of ``reelgate serve`` sharing its port; the first also runs the
+    # embedded worker. More processes answer more status reads, up to one per core.
+    api_processes: int = Field(default=1, ge=1, le=64)
     # Below this many free bytes in the data or storage folder, workers claim nothing and
     # /readyz answers 503 (tasks wait, they do not fail); 0 checks writability only.
     min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0)

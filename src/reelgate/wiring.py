@@ -104,6 +104,7 @@ class Components:
             max_attempts=self.settings.max_attempts,
             poll_interval=self.settings.poll_interval,
             scratch_dir=self.settings.data_dir / "scratch",
+            min_free_bytes=self.settings.min_free_bytes,
         )
         (self.settings.data_dir / "scratch").mkdir(parents=True, exist_ok=True)
         return Worker(self.store, self.blobs, self.renderers, self.clock, self.wakeup, config)

@@ -69,6 +69,12 @@ def run_benchmark(module: str, tmp_path: Path, *extra: str) -> list[Row]:
         ("render", (), ["6 480p text", "6 480p image"]),
         ("memory", (), ["7 idle", "7 load"]),
         pytest.param("scaleout", (), ["8 1w", "8 2w"], marks=pytest.mark.postgres),
+        pytest.param(
+            "upstream",
+            (),
+            ["9 gets", "9 delay", "9 writes", "9 cpu"],
+            marks=pytest.mark.postgres,
+        ),
     ],
 )
 def test_benchmark_runs_and_reports(

@@ -2,7 +2,7 @@
 
 Requests pass FastAPI's stack (its middleware, routing, dependency injection), except
 ``GET /v1/videos/{id}``, the route clients poll: ``Api`` hands it to a bare ASGI app
-(``videos.Retrieve`` inside ``middleware.RequestId``) that answers the same bytes.
+(``videos.Retrieve``) that answers the same bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from reelgate import __version__
 from reelgate.api import bench, callbacks, docs, errors, files, health, videos
 from reelgate.api.middleware import BodyLimit, RequestId
+from reelgate.api.server import Peers
 from reelgate.wiring import Components
 
 log = logging.getLogger("reelgate")
@@ -45,11 +46,15 @@ def create_app(
     *,
     embedded_worker: bool = True,
     on_ready: Callable[[Components], Awaitable[None]] | None = None,
+    peers: Peers | None = None,
 ) -> FastAPI:
     """The reelgate API over ``components``; runs a worker in-process when asked to.
 
     ``on_ready`` runs once the schema is migrated, before requests are served.
+    ``peers`` links the API processes of one machine: a create here wakes the worker
+    of the process that runs one.
     """
+    with_worker = embedded_worker and components.settings.workers > 0
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +63,9 @@ def create_app(
             await on_ready(components)
         stop = asyncio.Event()
         running: asyncio.Task[None] | None = None
-        if embedded_worker and components.settings.workers > 0:
+        if with_worker:
+            if peers is not None:
+                peers.attach(components.wake)
             worker = components.worker()
             running = asyncio.create_task(
                 components.run_worker(stop, worker), name="embedded worker"
@@ -72,6 +79,8 @@ def create_app(
             yield
         finally:
             stop.set()
+            if with_worker and peers is not None:
+                peers.detach()
             try:
                 if running is not None:
                     await running
@@ -98,6 +107,7 @@ def create_app(
     state.renderers = components.renderers
     state.config = components.config
     state.hint = components.hint
+    state.wake_peers = peers.notify if peers is not None and not with_worker else _nothing
     app.include_router(videos.router)
     app.include_router(files.router)
     app.include_router(callbacks.router)
@@ -108,8 +118,12 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=components.settings.max_body_bytes)
     app.add_middleware(RequestId)
-    app.retrieve = RequestId(videos.Retrieve(components.keys, components.tasks))
+    app.retrieve = videos.Retrieve(components.keys, components.tasks)
     return app
+
+
+def _nothing() -> None:
+    return None
 
 
 def _log_renderers(components: Components) -> None:

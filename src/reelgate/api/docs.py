@@ -4,6 +4,9 @@ No CDN and no third-party script: the page, its script and its style sheet are s
 files of our own (``api/static/``), served from the installed package, so the docs work
 offline and the page loads nothing from another host (its Content-Security-Policy
 says so to the browser too).
+
+The page goes to clients that accept HTML (browsers); any other client gets the JSON
+404 of an unknown route, so that an API client never receives HTML (API.md).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 
 from reelgate.api.errors import envelope
 
@@ -36,15 +39,19 @@ def asset(name: str) -> bytes:
     return (resources.files("reelgate.api") / "static" / name).read_bytes()
 
 
+def _no_route(path: str) -> JSONResponse:
+    return envelope(404, f"no route for GET {path}", type_="not_found_error", code="not_found")
+
+
 @router.get("/docs")
-async def docs_page() -> Response:
+async def docs_page(request: Request) -> Response:
+    if "text/html" not in request.headers.get("accept", "").lower():
+        return _no_route("/docs")
     return Response(asset("docs.html"), media_type=ASSETS["docs.html"], headers=HEADERS)
 
 
 @router.get("/docs/{name}")
 async def docs_asset(name: str) -> Response:
     if name not in ASSETS:
-        return envelope(
-            404, f"no route for GET /docs/{name}", type_="not_found_error", code="not_found"
-        )
+        return _no_route(f"/docs/{name}")
     return Response(asset(name), media_type=ASSETS[name], headers=HEADERS)

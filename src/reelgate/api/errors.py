@@ -59,8 +59,11 @@ def envelope(
 
 
 def _encodable(text: str) -> str:
-    """``text`` as UTF-8 can carry it: a lone surrogate that a client sent (a JSON
-    ``\\ud800`` escape) and that a message or ``param`` echoes is shown escaped."""
+    """``text`` as UTF-8 can carry it.
+
+    A lone surrogate that a client sent (a JSON ``\\ud800`` escape) and that a message
+    or ``param`` echoes is shown escaped, so that the answer is still valid JSON.
+    """
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -16,10 +16,17 @@ from reelgate.services.tasks import FILES_PREFIX
 
 router = APIRouter()
 
-_RANGE = re.compile(r"bytes=\s*(\d*)\s*-\s*(\d*)\s*")
+_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+_BEYOND = 10**18  # more than any file's size: longer numbers are clamped to it
 
 
-@router.api_route(FILES_PREFIX + "{key:path}", methods=["GET", "HEAD"], summary="Download a video")
+class _Unsatisfiable(Exception):
+    """A valid Range header whose one range lies past the end of the file."""
+
+
+# Two routes, not one for both methods: each operation gets its own id in /openapi.json.
+@router.get(FILES_PREFIX + "{key:path}", summary="Download a video")
+@router.head(FILES_PREFIX + "{key:path}", summary="A video's headers (size, type, ETag)")
 async def download(
     key: str, request: Request, expires: str | None = None, signature: str | None = None
 ) -> Response:
@@ -30,51 +37,79 @@ async def download(
     path = blobs.local_path(key)
     if path is None or not path.is_file():
         raise NotFound("this video is no longer stored")
-    size = path.stat().st_size
-    ranges = request.headers.get("range")
-    if ranges is not None and not _satisfiable(ranges, size):
-        if _well_formed(ranges):
-            return envelope(
-                416,
-                f"the range {ranges!r} is outside the file's {size} bytes",
-                type_="invalid_request_error",
-                code="range_not_satisfiable",
-                headers={"Content-Range": f"bytes */{size}"},
-            )
-        # RFC 9110: a Range header that does not parse is ignored; the whole file is sent.
-        request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
+    stat = path.stat()
     ttl = request.app.state.settings.url_ttl
     # Videos (videos/<task>.<attempt>.mp4) download as <task>.mp4; input images, handed
     # to providers that fetch them, keep their own name and type.
     name = key.rsplit("/", 1)[-1]
     stem, _, extension = name.partition(".")
     extension = extension.rsplit(".", 1)[-1]
-    return FileResponse(
+    response = FileResponse(
         path,
+        stat_result=stat,
         media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
         filename=f"{stem}.{extension}",
         content_disposition_type="inline",
         headers={"Cache-Control": f"private, max-age={ttl}"},
     )
+    header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range not in (
+        response.headers.get("etag"),
+        response.headers.get("last-modified"),
+    ):
+        header = None  # the file changed since: If-Range asks for all of it (RFC 9110)
+    wanted = None
+    if header is not None:
+        try:
+            wanted = single_range(header, stat.st_size)
+        except _Unsatisfiable:
+            return envelope(
+                416,
+                f"the range {header[:80]!r} is outside the file's {stat.st_size} bytes",
+                type_="invalid_request_error",
+                code="range_not_satisfiable",
+                headers={"Content-Range": f"bytes */{stat.st_size}"},
+            )
+    # FileResponse reads the Range header itself: it gets one it serves as 206, or none.
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"range"]
+    if wanted is not None:
+        headers.append((b"range", f"bytes={wanted[0]}-{wanted[1]}".encode("latin-1")))
+    request.scope["headers"] = headers
+    return response
 
 
-def _well_formed(header: str) -> bool:
-    unit, _, specs = header.partition("=")
-    return unit.strip() == "bytes" and all(
-        _RANGE.fullmatch("bytes=" + spec) and spec.strip() != "-" for spec in specs.split(",")
-    )
+def single_range(header: str, size: int) -> tuple[int, int] | None:
+    """The one byte range a Range header asks for: (first, last), both within the file.
+
+    None when the header is to be ignored and the whole file sent (RFC 9110, 14.2):
+    it does not parse, or it asks for several ranges (only single ranges are served,
+    which is all that players and browsers ask for). Raises ``_Unsatisfiable`` when
+    its range starts past the end of the file, or is an empty suffix.
+    """
+    unit, sep, specs = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes":
+        return None
+    parts = [part.strip() for part in specs.split(",") if part.strip()]
+    match = _SPEC.fullmatch(parts[0]) if len(parts) == 1 else None
+    if match is None:
+        return None
+    first, last = (_number(digits) for digits in match.groups())
+    if first is not None:
+        if last is not None and last < first:
+            return None  # an invalid range-spec: the header is ignored
+        if first >= size:
+            raise _Unsatisfiable()
+        return first, size - 1 if last is None else min(last, size - 1)
+    if last is None:
+        return None  # "bytes=-"
+    if last == 0 or size == 0:
+        raise _Unsatisfiable()
+    return max(size - last, 0), size - 1
 
 
-def _satisfiable(header: str, size: int) -> bool:
-    """True when the header parses and at least one of its ranges overlaps the file."""
-    if not _well_formed(header):
-        return False
-    for spec in header.partition("=")[2].split(","):
-        match = _RANGE.fullmatch("bytes=" + spec)
-        assert match is not None
-        start, end = match.groups()
-        if start and int(start) < size and (not end or int(end) >= int(start)):
-            return True
-        if not start and end and int(end) > 0 and size > 0:
-            return True
-    return False
+def _number(digits: str) -> int | None:
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 19 else _BEYOND

@@ -9,6 +9,7 @@ rate. The FastAPI route stays for the schema (``/openapi.json``) and as the refe
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,7 +17,8 @@ from fastapi.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from reelgate.api.body import read_create_body
-from reelgate.api.errors import domain_error
+from reelgate.api.errors import domain_error, unexpected_error
+from reelgate.api.middleware import REQUEST_ID, log_unexpected, new_request_id, sane_request_id
 from reelgate.config import Config
 from reelgate.domain.catalog import DEFAULT_SECONDS, SIZES
 from reelgate.domain.errors import ReelgateError
@@ -28,6 +30,7 @@ router = APIRouter()
 
 RETRIEVE_PREFIX = "/v1/videos/"
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # what json.dumps makes per call, made once
+_string = encode_basestring_ascii  # a str as JSON, exactly as json.dumps writes it
 _AUTHORIZATION = b"authorization"
 _JSON = (b"content-type", b"application/json")
 
@@ -69,11 +72,40 @@ def video_body(task: Task, tasks: TaskService) -> dict[str, Any]:
     return body
 
 
+def video_json(task: Task, tasks: TaskService) -> bytes:
+    """``encode(video_body(task, tasks))``, written out directly: the poll's hot path.
+
+    The same bytes (tests/firsthour/test_read_path.py compares them over every status,
+    error and link case), at about half the cost of building the dict and encoding it.
+    """
+    id_ = _string(task.id)
+    completed = task.completed_at
+    text = (
+        f'{{"id":{id_},"task_id":{id_},"object":"video","model":{_string(task.spec.model)},'
+        f'"status":{_string(task.status.value)},'
+        f'"progress":{_number(task.shown_progress(tasks.now()))},'
+        f'"created_at":{int(task.created_at)},'
+        f'"completed_at":{"null" if completed is None else int(completed)}'
+    )
+    link = tasks.link(task)
+    if link is not None:
+        text += f',"video_url":{_string(link.url)},"expires_at":{_number(link.expires_at)}'
+    if task.error_code is not None:
+        code, message = _string(task.error_code), _string(task.error_message or "")
+        text += f',"error":{{"code":{code},"message":{message}}}'
+    return (text + "}").encode()
+
+
+def _number(value: object) -> str:
+    return str(value) if type(value) is int else _ENCODER.encode(value)
+
+
 @router.post("/v1/videos", summary="Create a video task")
 async def create_video(request: Request, owner: str = Depends(current_owner)) -> Response:
     tasks: TaskService = request.app.state.tasks
     fields, image = await read_create_body(request)
     task = await tasks.create(owner, fields, image)
+    request.app.state.wake_peers()  # the worker may run in another API process
     body = video_body(task, tasks)
     del body["completed_at"]
     return json_response(body)
@@ -107,10 +139,10 @@ def retrieve_id(scope: Scope) -> str | None:
 class Retrieve:
     """``GET /v1/videos/{id}`` as a bare ASGI app: auth, one store read, the video body.
 
-    Answers exactly as ``retrieve_video`` does behind FastAPI (same status, headers and
-    body; domain errors in the envelope through the same handler). It expects
-    ``RequestId`` around it, which adds the request id and turns an unexpected
-    exception into the 500 envelope.
+    Answers exactly as ``retrieve_video`` does behind FastAPI and ``RequestId``: the
+    same status, headers and body, the request id echoed (or made), domain errors in
+    the envelope through the same handler, and an unexpected exception as the logged
+    500 that names the request id.
     """
 
     def __init__(self, keys: KeyService, tasks: TaskService) -> None:
@@ -120,25 +152,36 @@ class Retrieve:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task_id = scope["path"][len(RETRIEVE_PREFIX) :]
         authorization = None
-        for name, value in scope["headers"]:
+        request_id = None
+        for name, value in scope["headers"]:  # the first of each, as Starlette reads them
             if name == _AUTHORIZATION:
-                authorization = value.decode("latin-1")
-                break
-        tasks = self.tasks
+                if authorization is None:
+                    authorization = value.decode("latin-1")
+            elif name == REQUEST_ID and request_id is None:
+                request_id = sane_request_id(value)
+        request_id = request_id or new_request_id()
+        id_header = (REQUEST_ID, request_id.encode("latin-1"))
+        keys, tasks = self.keys, self.tasks
         try:
-            owner = await self.keys.authenticate(authorization)
-            task = await tasks.get(owner, task_id)
+            owner = keys.cached_owner(authorization) or await keys.authenticate(authorization)
+            body = video_json(await tasks.get(owner, task_id), tasks)
         except ReelgateError as exc:
-            await domain_error(Request(scope, receive), exc)(scope, receive, send)
+            scope.setdefault("state", {})["request_id"] = request_id  # for a 5xx's message
+            response = domain_error(Request(scope, receive), exc)
+        except Exception:
+            log_unexpected(scope, request_id)
+            response = unexpected_error(request_id)
+        else:
+            start: Message = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body)), _JSON, id_header],
+            }
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
             return
-        body = encode(video_body(task, tasks))
-        start: Message = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", b"%d" % len(body)), _JSON],
-        }
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
+        response.raw_headers.append(id_header)
+        await response(scope, receive, send)
 
 
 @router.get("/v1/models", summary="List the models and their limits")

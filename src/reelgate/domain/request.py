@@ -62,7 +62,7 @@ def parse_create(
     fields: Mapping[str, object], *, has_image: bool, catalog: Catalog
 ) -> CreateRequest:
     """Validate the fields of a create request, in the order a user fixes them."""
-    unknown = sorted(set(fields) - set(FIELDS), key=repr)
+    unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise InvalidParameter(
             f"unknown parameter {unknown[0]!r}; allowed: {', '.join(FIELDS)}", param=unknown[0]

@@ -60,17 +60,10 @@ class KeyService:
 
     async def authenticate(self, authorization: str | None) -> str:
         """The owner behind an ``Authorization: Bearer`` header, or ``AuthenticationError``."""
-        if not authorization:
-            raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <key>'")
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or " " in token:
-            raise AuthenticationError("malformed Authorization header: expected 'Bearer <key>'")
-        digest = hash_key(token)
-        now = self._clock()
-        cached = self._active.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        digest = _digest(authorization)
+        owner = self._fresh(digest)
+        if owner is not None:
+            return owner
         key = await self._store.key_by_hash(digest)
         if key is None:
             raise AuthenticationError("invalid API key")
@@ -79,8 +72,34 @@ class KeyService:
             raise AuthenticationError("this API key has been revoked")
         if len(self._active) >= _CACHE_LIMIT:
             self._active.clear()
-        self._active[digest] = (key.owner, now + self._cache_seconds)
+        self._active[digest] = (key.owner, self._clock() + self._cache_seconds)
         return key.owner
+
+    def cached_owner(self, authorization: str | None) -> str | None:
+        """``authenticate`` without the store: the owner of a key checked within
+        ``cache_seconds``, else None (then ``authenticate``). A missing or malformed
+        header raises ``AuthenticationError`` here already.
+
+        Synchronous, so that the hot read path pays no coroutine for the usual case.
+        """
+        return self._fresh(_digest(authorization))
+
+    def _fresh(self, digest: str) -> str | None:
+        cached = self._active.get(digest)
+        if cached is not None and cached[1] > self._clock():
+            return cached[0]
+        return None
+
+
+def _digest(authorization: str | None) -> str:
+    """The hash of the key in an ``Authorization: Bearer`` header (401 when there is none)."""
+    if not authorization:
+        raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <key>'")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise AuthenticationError("malformed Authorization header: expected 'Bearer <key>'")
+    return hash_key(token)
 
 
 async def ensure_first_key(keys: KeyService, path: Path) -> str | None:

@@ -21,12 +21,13 @@ class Signer:
     def __init__(self, secret: bytes) -> None:
         if len(secret) < 32:
             raise ValueError("the signing secret must be at least 32 bytes")
-        self._secret = secret
+        # Keyed once: each signature copies this state instead of keying HMAC anew.
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
 
     def signature(self, path: str, expires: int) -> str:
-        # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest()
-        mac = hmac.digest(self._secret, f"{path}\n{expires}".encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        mac = self._keyed.copy()
+        mac.update(f"{path}\n{expires}".encode())
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
     def sign(self, base_url: str, path: str, expires: int) -> str:
         """An absolute URL to ``path`` on ``base_url`` that is valid until ``expires``.

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from reelgate.domain.catalog import Catalog
 from reelgate.domain.errors import TaskNotFound
-from reelgate.domain.request import parse_create
+from reelgate.domain.request import check_task_id, parse_create
 from reelgate.domain.status import Status
 from reelgate.domain.task import Task, TaskSpec, new_task_id
 from reelgate.ports import BlobStore, Clock, TaskStore
-from reelgate.services.images import check_image
+from reelgate.services.images import verify_image
 from reelgate.services.signing import Signer
 
 FILES_PREFIX = "/files/"
@@ -66,14 +67,17 @@ class TaskService:
     async def create(
         self, owner: str, fields: Mapping[str, object], image: bytes | None = None
     ) -> Task:
-        """Validate a create request; store the task (and its image) durably; wake a worker."""
+        """Validate a create request; store the task (and its image) durably; wake a worker.
+
+        Nothing is stored for a refused request: the image is written only once every
+        check passed, and removed again when the task itself could not be stored.
+        """
         request = parse_create(fields, has_image=image is not None, catalog=self.catalog)
         task_id = new_task_id()
         input_key = None
         if image is not None:
-            extension = await asyncio.to_thread(check_image, image, self._max_image_bytes)
+            extension = await verify_image(image, self._max_image_bytes)
             input_key = f"inputs/{task_id}.{extension}"
-            await self._blobs.put_bytes(input_key, image)
         now = self._clock()
         spec = TaskSpec(
             request.model,
@@ -84,13 +88,22 @@ class TaskService:
             input_key,
         )
         task = Task(task_id, owner, spec, Status.SUBMITTED, 0, now, now)
-        await self._store.create_task(task)
+        if image is None or input_key is None:
+            await self._store.create_task(task)
+        else:
+            await self._blobs.put_bytes(input_key, image)
+            try:
+                await self._store.create_task(task)
+            except BaseException:  # an error, or the request cancelled: no orphan image
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._blobs.delete(input_key))
+                raise
         self._wake()
         return task
 
     async def get(self, owner: str, task_id: str) -> Task:
         """The owner's task, or ``TaskNotFound`` (also for another owner's task)."""
-        task = await self._store.get_task(task_id)
+        task = await self._store.get_task(check_task_id(task_id))
         if task is None or task.owner != owner:
             raise TaskNotFound()
         return task

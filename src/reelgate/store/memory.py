@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from reelgate.domain.errors import IllegalTransition, LeaseLost, NotFound
+from reelgate.domain.errors import Conflict, IllegalTransition, LeaseLost, NotFound
 from reelgate.domain.progress import learn
 from reelgate.domain.routing import Candidate, assign, first_free
 from reelgate.domain.status import Phase, Status, check_terminal
@@ -38,6 +38,9 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
+    async def check_writes(self, *, min_free_bytes: int = 0) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -51,7 +54,7 @@ class MemoryStore:
     async def create_task(self, task: Task) -> None:
         async with self._lock:
             if task.id in self._tasks:
-                raise ValueError(f"duplicate task id {task.id}")
+                raise Conflict(f"duplicate task id {task.id}")
             self._tasks[task.id] = task
             self._record(task, "created")
 

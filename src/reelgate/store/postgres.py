@@ -97,6 +97,10 @@ _Q = {
         }.items()
     },
 }
+_READ_ONLY = (
+    "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+    " OR current_setting('default_transaction_read_only') = 'on'"
+)
 _SUBMIT_LOCK = 0x7265656D  # submitters count the tasks in flight one at a time
 
 # Every foreign error a store call may raise -> the domain error it becomes. The most
@@ -262,6 +266,15 @@ class PostgresStore:
 
     async def ping(self) -> None:
         await self._rows("SELECT 1", {}, timeout=2.0)  # a probe answers fast, even when away
+
+    async def check_writes(self, *, min_free_bytes: int = 0) -> None:
+        """Raise ``Unavailable`` when the server takes no writes (a replica, read-only).
+
+        The server's free space is its own to watch: ``min_free_bytes`` is not checked.
+        """
+        rows = await self._rows(_READ_ONLY, {}, timeout=2.0)
+        if rows and rows[0][0]:
+            raise Unavailable("postgresql: the database is read-only (recovery or read-only mode)")
 
     async def close(self) -> None:
         if self._opened:

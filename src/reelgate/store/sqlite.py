@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -76,6 +78,7 @@ def convert(exc: Exception) -> ReelgateError | None:
 
 def _storable(params: Mapping[str, Any]) -> bool:
     return all(storable_text(value) for value in params.values() if isinstance(value, str))
+
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT :limit"""
@@ -169,6 +172,11 @@ class SqliteStore:
 
     async def ping(self) -> None:
         self._read("SELECT 1", {})
+
+    async def check_writes(self, *, min_free_bytes: int = 0) -> None:
+        """Raise ``Unavailable`` unless the database's folder takes a small write (the WAL
+        and its index grow there) with at least ``min_free_bytes`` free."""
+        await asyncio.to_thread(_probe_folder, self.path.parent, min_free_bytes)
 
     async def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -426,6 +434,27 @@ def _move(conn: sqlite3.Connection, move: Move) -> Task:
     if move.record:
         conn.execute(sql.INSERT_EVENT, sql.event_params(task, move.detail))
     return task
+
+
+def _probe_folder(folder: Path, min_free_bytes: int) -> None:
+    probe = folder / f".reelgate-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"\0" * 512)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+        stats = os.statvfs(folder)
+    except OSError as exc:
+        raise Unavailable(f"sqlite: the database folder {folder} takes no writes: {exc}") from exc
+    free = stats.f_bavail * stats.f_frsize
+    if free < min_free_bytes:
+        raise Unavailable(
+            f"sqlite: the database folder {folder} has {free} bytes free, "
+            f"less than REELGATE_MIN_FREE_BYTES ({min_free_bytes})"
+        )
 
 
 def _statements(script: str) -> list[str]:

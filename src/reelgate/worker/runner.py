@@ -1,9 +1,23 @@
 """The worker loop: claim with a lease, heartbeat progress, store, finish.
 
-A worker runs ``concurrency`` tasks at once in one event loop; rendering itself
-happens in the renderers' process pools. If the process dies, its leases
-expire and another worker resumes the tasks (they stay IN_PROGRESS); after
-``max_attempts`` claims a task ends in ERROR.
+A worker runs ``concurrency`` tasks at once in one event loop; rendering itself happens
+in the renderers' child processes. Transient faults never fail a task for good (see
+"What each fault does to a task" in docs/operations.md):
+
+- the worker dies: its leases expire and another claim resumes the tasks (they stay
+  IN_PROGRESS); after ``max_attempts`` claims a task ends ERROR (``worker_lost``);
+- a task's render process dies (``RENDER_CRASHED``): that task alone goes back to the
+  queue with backoff, the attempt counted; ERROR (``render_crashed``) once they are spent;
+- storage cannot take the video (``Unavailable``, an ``OSError``): back to the queue with
+  backoff, the attempt given back and a fault counted (ERROR ``storage_unavailable``
+  after ``max_faults`` in a row); the worker claims nothing until the scratch and blob
+  folders take writes again with ``min_free_bytes`` free;
+- the input is refused: FAILED; any other error: ERROR at once.
+
+"Back to the queue" is one conditional move RENDERING -> RENDERING that clears the lease
+holder and sets ``lease_until`` to the time of the retry (the claim takes a rendering
+task whose ``lease_until`` has passed). Every outcome is logged with its code and the
+task id; messages stored for clients carry no server paths nor exception text.
 """
 
 from __future__ import annotations
@@ -11,27 +25,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import socket
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelgate.blobs.local import check_writable
 from reelgate.domain.catalog import FPS, frame_size
-from reelgate.domain.errors import LeaseLost, RenderError, RenderRejected, Unavailable
-from reelgate.domain.status import Status
+from reelgate.domain.errors import (
+    IllegalTransition,
+    LeaseLost,
+    ReelgateError,
+    RenderError,
+    RenderRejected,
+    Unavailable,
+)
+from reelgate.domain.polling import backoff
+from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import Task
-from reelgate.ports import BlobStore, Clock, Renderer, RenderJob, TaskStore
+from reelgate.ports import BlobStore, Clock, Move, Renderer, RenderJob, TaskStore
+from reelgate.renderers import RENDER_CRASHED
 from reelgate.services.tasks import output_key
 from reelgate.worker.wakeup import LocalWakeup
 
 log = logging.getLogger("reelgate.worker")
 
+STORAGE_UNAVAILABLE = "storage_unavailable"
+INTERNAL_ERROR = "internal_error"
+RENDERING = frozenset({Phase.RENDERING})
+# An absolute path (not the path of a URL) or an errno: text for the log, not for clients.
+_SERVER_TEXT = re.compile(r"(?<![\w:/.])/[\w.-]+/|\[Errno \d+\]|Traceback \(")
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
-    """How a worker claims and keeps tasks."""
+    """How a worker claims and keeps tasks, and how it retries transient faults."""
 
     concurrency: int = 1
     lease_seconds: float = 30.0
@@ -41,6 +73,11 @@ class WorkerConfig:
     grace_seconds: float = 30.0
     scratch_dir: Path | None = None
     models: frozenset[str] | None = None
+    min_free_bytes: int = 0  # below this, free in scratch or blob storage: claim nothing
+    max_faults: int = 10  # storage faults in a row before a task ends ERROR
+    retry_base: float = 1.0  # the first backoff after a fault, in seconds; then doubling
+    retry_cap: float = 60.0  # the longest backoff
+    storage_recheck: float = 1.0  # how long a good storage probe is trusted, in seconds
 
 
 class Worker:
@@ -62,11 +99,14 @@ class Worker:
         self._clock = clock
         self._wakeup = wakeup
         self._config = config
+        self._scratch = config.scratch_dir or Path(tempfile.gettempdir())
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
         models = set(renderers) if config.models is None else config.models & set(renderers)
         self._models = frozenset(models)
         self._next_expiry = 0.0
+        self._storage_good_until = 0.0  # monotonic time until which the last probe holds
+        self._storage_fault: str | None = None  # what the last failed probe said
 
     @property
     def models(self) -> frozenset[str] | None:
@@ -81,13 +121,18 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and render until ``stop`` is set, then shut down gracefully.
 
-        Renders still running ``grace_seconds`` after the stop are cancelled and
-        their leases handed back, so another worker resumes them at once.
+        While storage cannot take writes the worker claims nothing and probes again
+        every ``poll_interval``. Renders still running ``grace_seconds`` after the stop
+        are cancelled and their leases handed back, so another worker resumes them at once.
         """
         try:
             while not stop.is_set():
                 if not await _unless_stopped(stop, self._slots.acquire()):
                     break
+                if not await self._storage_ready():
+                    self._slots.release()
+                    await _unless_stopped(stop, asyncio.sleep(self._config.poll_interval))
+                    continue
                 if not await self._claim_batch():
                     await _unless_stopped(stop, self._wakeup.wait(self._config.poll_interval))
         finally:
@@ -107,16 +152,49 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def run_burst(self) -> int:
-        """Render until the queue is empty (burst mode, for tests); return how many ran."""
+        """Render until the queue is empty (burst mode, for tests); return how many ran.
+
+        Tasks backing off after a fault count as not claimable yet: the burst ends
+        without them once nothing else runs.
+        """
         done = 0
         while True:
             await self._slots.acquire()
+            if not await self._storage_ready():
+                self._slots.release()
+                await asyncio.sleep(self._config.poll_interval)
+                continue
             started = await self._claim_batch()
             done += started
             if not started:
                 if not self._running:
                     return done
                 await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _storage_ready(self) -> bool:
+        """Whether scratch and blob storage take writes (with the free-space minimum).
+
+        A good probe is trusted for ``storage_recheck`` seconds, or until a task meets
+        a storage fault. The first failed probe of a spell, and the recovery, are logged.
+        """
+        now = time.monotonic()
+        if now < self._storage_good_until:
+            return True
+        try:
+            await check_writable(
+                self._blobs, [self._scratch], min_free_bytes=self._config.min_free_bytes
+            )
+        except Exception as exc:
+            fault = exc.message if isinstance(exc, ReelgateError) else repr(exc)
+            if self._storage_fault is None:
+                log.warning("storage cannot take writes: %s; claiming nothing until it can", fault)
+            self._storage_fault = fault
+            return False
+        if self._storage_fault is not None:
+            log.info("storage takes writes again; claiming tasks")
+            self._storage_fault = None
+        self._storage_good_until = now + self._config.storage_recheck
+        return True
 
     async def _claim_batch(self) -> int:
         """Holding one slot: claim for it and every other free slot in one statement.
@@ -138,7 +216,13 @@ class Worker:
         now = self._clock()
         try:
             if now >= self._next_expiry:  # leases expire no sooner: no need to look each time
-                await self._store.expire_tasks(now=now, max_attempts=self._config.max_attempts)
+                expired = await self._store.expire_tasks(
+                    now=now, max_attempts=self._config.max_attempts
+                )
+                for task in expired:
+                    log.warning(
+                        "task %s ERROR (%s): %s", task.id, task.error_code, task.error_message
+                    )
                 self._next_expiry = now + self._config.lease_seconds / 2
             return await self._store.claim_tasks(
                 worker=self.id,
@@ -164,8 +248,7 @@ class Worker:
     async def _process(self, task: Task) -> None:
         log.info("rendering %s (%s, attempt %d)", task.id, task.spec.model, task.attempts)
         lease = _Lease(self._store, self._clock, self.id, task, self._config)
-        scratch = self._config.scratch_dir or Path(tempfile.gettempdir())
-        out_path = scratch / f"{self.id}.{task.id}.{task.attempts}.mp4"
+        out_path = self._scratch / f"{self.id}.{task.id}.{task.attempts}.mp4"
         try:
             key = await self._stored_output(task)
             if key is None:
@@ -175,24 +258,125 @@ class Worker:
                 async with lease.kept():
                     await renderer.render(job, out_path, lease.progress)
                     await self._blobs.put_file(key, out_path)
-            await lease.finish(Status.SUCCESS, output_key=key)
-            log.info("task %s SUCCESS", task.id)
+            await self._end(lease, task, Status.SUCCESS, output_key=key)
         except asyncio.CancelledError:  # shutting down: hand the task to another worker
             await asyncio.shield(lease.release())
             raise
         except LeaseLost:
             log.warning("lost the lease on %s; another worker has it now", task.id)
-        except Unavailable as exc:  # the lease expires; a later attempt retries the task
-            log.warning("task %s: %s; it will be retried", task.id, exc.message)
         except RenderRejected as exc:
-            await lease.finish(Status.FAILED, error_code=exc.code, error_message=exc.message)
-        except RenderError as exc:
-            await lease.finish(Status.ERROR, error_code=exc.code, error_message=exc.message)
+            message = _for_client(exc.message, "the renderer rejected the input")
+            await self._end(lease, task, Status.FAILED, code=exc.code, message=message, exc=exc)
         except Exception as exc:
-            log.exception("task %s failed", task.id)
-            await lease.finish(Status.ERROR, error_code="internal_error", error_message=str(exc))
+            await self._fault(lease, task, exc)
         finally:
-            out_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # storage may be away: the probe says so
+                out_path.unlink(missing_ok=True)
+
+    async def _fault(self, lease: _Lease, task: Task, exc: Exception) -> None:
+        """Retry a transient fault with backoff; end ERROR for anything else."""
+        if isinstance(exc, RenderError) and exc.code == RENDER_CRASHED:
+            await self._retry(lease, task, exc, crashed=True)
+        elif isinstance(exc, Unavailable | OSError):
+            self._storage_good_until = 0.0  # probe again before the next claim
+            await self._retry(lease, task, exc, crashed=False)
+        elif isinstance(exc, RenderError):
+            message = _for_client(exc.message, "the renderer failed")
+            await self._end(lease, task, Status.ERROR, code=exc.code, message=message, exc=exc)
+        else:
+            log.error("task %s: unexpected error while rendering", task.id, exc_info=exc)
+            message = "an internal error stopped the render"
+            await self._end(lease, task, Status.ERROR, code=INTERNAL_ERROR, message=message)
+
+    async def _retry(self, lease: _Lease, task: Task, exc: Exception, *, crashed: bool) -> None:
+        """Back to the queue with backoff, or ERROR once the retries are spent.
+
+        A dead render process counts as an attempt of this task (``max_attempts``); a
+        storage fault is the machine's, not the task's: the attempt is given back and a
+        fault counted instead (``max_faults`` in a row).
+        """
+        config = self._config
+        if crashed:
+            what = "its render process died"
+            attempts, faults, tries = task.attempts, task.faults, task.attempts
+            spent = attempts >= config.max_attempts
+            code, message = (
+                RENDER_CRASHED,
+                f"the render process died in attempt {attempts}, the last allowed; giving up",
+            )
+        else:
+            what = "storage could not take writes"
+            attempts, faults = task.attempts - 1, task.faults + 1
+            tries, spent = faults, faults >= config.max_faults
+            code, message = (
+                STORAGE_UNAVAILABLE,
+                f"storage failed {faults} times in a row; giving up",
+            )
+        detail = _detail(exc)
+        if spent:
+            log.warning("task %s: %s (%s); no retries left", task.id, what, detail)
+            await self._end(lease, task, Status.ERROR, code=code, message=message)
+            return
+        delay = backoff(tries, base=config.retry_base, cap=config.retry_cap)
+        now = self._clock()
+        move = Move(
+            task.id,
+            RENDERING,
+            Phase.RENDERING,
+            now,
+            holder=("lease_owner", self.id),
+            fields={
+                "lease_owner": None,
+                "lease_until": now + delay,
+                "attempts": attempts,
+                "faults": faults,
+            },
+            detail=f"{what}; retry in {delay:.0f}s",
+        )
+        try:
+            await self._store.move(move)
+        except IllegalTransition:
+            log.warning("task %s moved on before this worker could retry it", task.id)
+            return
+        except Exception:  # the lease expires instead, and a later claim retries the task
+            log.exception("task %s: %s (%s); could not put it back", task.id, what, detail)
+            return
+        log.warning(
+            "task %s: %s (%s); back to the queue, retry in %.1fs (attempts %d/%d, faults %d/%d)",
+            task.id,
+            what,
+            detail,
+            delay,
+            attempts,
+            config.max_attempts,
+            faults,
+            config.max_faults,
+        )
+
+    async def _end(
+        self,
+        lease: _Lease,
+        task: Task,
+        status: Status,
+        *,
+        output_key: str | None = None,
+        code: str | None = None,
+        message: str | None = None,
+        exc: Exception | None = None,
+    ) -> None:
+        """Finish the task and log the outcome with its code (and, for ERROR, the detail)."""
+        if not await lease.finish(
+            status, output_key=output_key, error_code=code, error_message=message
+        ):
+            return
+        if status is Status.SUCCESS:
+            log.info("task %s SUCCESS (attempt %d)", task.id, task.attempts)
+        elif status is Status.FAILED:
+            log.info("task %s FAILED (%s): %s", task.id, code, message)
+        elif exc is not None:
+            log.warning("task %s ERROR (%s): %s [%s]", task.id, code, message, _detail(exc))
+        else:
+            log.warning("task %s ERROR (%s): %s", task.id, code, message)
 
     async def _stored_output(self, task: Task) -> str | None:
         """An earlier attempt's output, stored before its worker died: no need to render again.
@@ -211,6 +395,20 @@ class Worker:
         width, height = frame_size(spec.size, spec.resolution)
         image = None if spec.input_key is None else await self._blobs.get_bytes(spec.input_key)
         return RenderJob(task.id, spec.model, spec.prompt, spec.seconds, width, height, FPS, image)
+
+
+def _for_client(message: str, fallback: str) -> str:
+    """``message`` unless it carries server detail (a path, an errno), else ``fallback``."""
+    return fallback if _SERVER_TEXT.search(message) else message
+
+
+def _detail(exc: BaseException) -> str:
+    """What the log keeps of a fault: its message, notes and cause."""
+    text = exc.message if isinstance(exc, ReelgateError) else repr(exc)
+    parts = [text, *getattr(exc, "__notes__", ())]
+    if exc.__cause__ is not None:
+        parts.append(f"cause: {exc.__cause__!r}")
+    return "; ".join(parts)
 
 
 async def _unless_stopped(stop: asyncio.Event, awaitable: Awaitable[object]) -> bool:
@@ -303,12 +501,16 @@ class _Lease:
         except Exception:  # the lease expires instead
             log.exception("could not hand task %s back", self._task_id)
 
-    async def finish(self, status: Status, **fields: str | None) -> None:
+    async def finish(self, status: Status, **fields: str | None) -> bool:
+        """End the task in ``status``; False (logged) when that could not be recorded."""
         try:
             await self._store.finish_task(
                 self._task_id, worker=self._worker, now=self._clock(), status=status, **fields
             )
         except LeaseLost:
             log.warning("task %s moved on before this worker could finish it", self._task_id)
+            return False
         except Exception:  # the lease expires and another attempt finishes the task
-            log.exception("could not record the end of task %s", self._task_id)
+            log.exception("could not record the end of task %s (%s)", self._task_id, status)
+            return False
+        return True

@@ -15,8 +15,10 @@ and writes ``bench/RESULTS.md``. Servers run as subprocesses and load comes from
 | ``memory`` | #7 server RSS with 100,000 tasks vs. an empty store |
 | ``scaleout`` | #8 end-to-end tasks/s with 1, 2 and 4 worker processes vs. 1 (PostgreSQL) |
 | ``upstream`` | #9 10,000 tasks polled at a fake Ark vs. a naive poller (PostgreSQL) |
+| ``readpath`` | #10 retrieve vs. a bare ASGI app (``bare``), with 1 and 2 API processes |
 
-Helpers: ``servers`` (subprocess servers, keys, throwaway PostgreSQL databases),
+Helpers: ``bare`` (the bare ASGI ceiling), ``servers`` (subprocess servers, keys,
+throwaway PostgreSQL databases),
 ``seed`` (fast store seeding), ``load`` (wrk, its Lua scripts and its output),
 ``pyload`` (the Python fallback load generator), ``forms`` (the create request),
 ``options`` (the shared command line) and ``report`` (rows, the machine, RESULTS.md).

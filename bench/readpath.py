@@ -1,4 +1,4 @@
-"""#9: the read path against a bare ASGI app, with 1 and 2 API processes.
+"""#10: the read path against a bare ASGI app, with 1 and 2 API processes.
 
 Five loads in turn, each for the same time, in the same run on the same machine:
 
@@ -13,25 +13,22 @@ Five loads in turn, each for the same time, in the same run on the same machine:
 - ``bare 2p``: the ceiling in two processes (what the machine allows at most).
 
 Every load sends the same request bytes (the same paths and key to the bare app,
-which ignores them). Rows: ``9 1p``, retrieve over the bare ceiling (target ≥ 0.3);
-``9 2p``, two API processes over one (reported: it depends on the cores left once
-wrk has one); ``9 route``, the FastAPI route over the bare ceiling (reported).
+which ignores them). Rows: ``10 1p``, retrieve over the bare ceiling (target ≥ 0.3);
+``10 2p``, two API processes over one (reported: it depends on the cores left once
+wrk has one); ``10 route``, the FastAPI route over the bare ceiling (reported).
 
 ``--before DIR`` adds a sixth load, ``before 1p``: the same retrieve on a server run
 from another source tree (``DIR/src``, e.g. ``git archive <commit> src | tar -x -C
-DIR``), for a before/after figure in one run (row ``9 before``).
+DIR``), for a before/after figure in one run (row ``10 before``).
 
-``--results bench/RESULTS.md`` adds (or refreshes) the section "Read path" of that
-file and leaves the rest of it as it is. Run alone:
-``python -m bench.readpath [--quick] [--seconds N] [--before DIR] [--results FILE]``.
+Run alone: ``python -m bench.readpath [--quick] [--seconds N] [--before DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import re
+import os
 import shutil
 import sys
 import time
@@ -44,13 +41,12 @@ import httpx
 from bench import options
 from bench.bare import running_bare
 from bench.load import Load, LoadGenerator, LoadResult, fastest
-from bench.report import Row, load_average, machine
+from bench.report import Row
 from bench.seed import seed_sqlite
 from bench.servers import Server, create_key, running_server
 
 TASKS, QUICK_TASKS = 10_000, 300
 TARGET = "≥ 0.3x bare ASGI req/s"
-SECTION = "## Read path (`bench.readpath`)"
 
 
 @dataclass(frozen=True)
@@ -71,10 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a folder holding another source tree (DIR/src): its retrieve, for comparison",
     )
     parser.add_argument(
-        "--results",
-        type=Path,
+        "--before-label",
         default=None,
-        help="add or refresh the read-path section of this file (bench/RESULTS.md)",
+        help="how the report names the --before code (default: its folder)",
     )
 
 
@@ -117,32 +112,63 @@ def measure(args: argparse.Namespace) -> list[Row]:
         if args.before is not None:
             cases["before 1p"] = Case("before 1p", retrieve)
         urls = {name: server.url for name, server in servers.items()}
+        pids = {name: server.pid for name, server in servers.items()}
         if not args.quick:
             for case in cases.values():
                 generator.run(urls[case.server], case.load, 1).check("warm-up")
         with options.profiled(args, servers["reelgate 1p"].pid, "readpath-retrieve"):
-            runs = _alternate(generator, urls, cases, seconds, rounds)
+            runs, cpu = _alternate(generator, urls, pids, cases, seconds, rounds)
     best = {name: fastest(results) for name, results in runs.items()}
-    rows = _rows(best, count, generator, seconds, rounds, len(body), args.before)
-    if args.results is not None:
-        write_section(args.results, rows, _command())
+    label = args.before_label or (None if args.before is None else f"`{args.before}`")
+    rows = _rows(best, count, generator, seconds, rounds, len(body), label)
+    if all(cpu.values()):  # where /proc tells: the server's CPU time per request
+        per = {name: min(values) for name, values in cpu.items()}
+        text = ", ".join(f"{name} {value:.0f} µs" for name, value in per.items())
+        rows[0].notes += (
+            f" Server CPU per request (all its processes, lowest of the runs): {text}; "
+            f"bare over retrieve {per['bare 1p'] / per['retrieve 1p']:.2f}."
+        )
+        rows[0].values |= {f"cpu_us {name}": value for name, value in per.items()}
     return rows
 
 
 def _alternate(
     generator: LoadGenerator,
     urls: Mapping[str, str],
+    pids: Mapping[str, int],
     cases: Mapping[str, Case],
     seconds: int,
     rounds: int,
-) -> dict[str, list[LoadResult]]:
-    """Each case once per round, in turn, every run checked for errors."""
+) -> tuple[dict[str, list[LoadResult]], dict[str, list[float]]]:
+    """Each case once per round, in turn, every run checked for errors.
+
+    Also the server's CPU time per request of each run, in microseconds (none where
+    ``/proc`` cannot tell): less sensitive than req/s to other loads on the machine.
+    """
     results: dict[str, list[LoadResult]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         for name, case in cases.items():
-            run = generator.run(urls[case.server], case.load, seconds)
-            results[name].append(run.check(name))
-    return results
+            before = _cpu_seconds(pids[case.server])
+            run = generator.run(urls[case.server], case.load, seconds).check(name)
+            after = _cpu_seconds(pids[case.server])
+            results[name].append(run)
+            if before is not None and after is not None and run.requests:
+                cpu[name].append((after - before) / run.requests * 1e6)
+    return results, cpu
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of ``pid`` and its children so far (Linux), else None."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ticks = 0
+        for each in [pid, *map(int, children)]:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _rows(
@@ -152,7 +178,7 @@ def _rows(
     seconds: int,
     rounds: int,
     body_bytes: int,
-    before: Path | None,
+    before: str | None,
 ) -> list[Row]:
     bare1, bare2 = best["bare 1p"], best["bare 2p"]
     one, two, route = best["retrieve 1p"], best["retrieve 2p"], best["route 1p"]
@@ -164,7 +190,7 @@ def _rows(
     every = "; ".join(f"{name} {result.summary()}" for name, result in best.items())
     rows = [
         Row(
-            "9 1p",
+            "10 1p",
             "`GET /v1/videos/{id}`, 1 API process, vs a bare ASGI app",
             f"{one.rps:,.0f} req/s, p99 {one.p99_ms:.1f} ms",
             f"{bare1.rps:,.0f} req/s (bare ASGI)",
@@ -175,7 +201,7 @@ def _rows(
             {"rps": one.rps, "bare_rps": bare1.rps, "p99_ms": one.p99_ms},
         ),
         Row(
-            "9 2p",
+            "10 2p",
             "`GET /v1/videos/{id}`, 2 API processes (`--api-processes 2`)",
             f"{two.rps:,.0f} req/s, p99 {two.p99_ms:.1f} ms",
             f"{one.rps:,.0f} req/s (1 process)",
@@ -188,7 +214,7 @@ def _rows(
             {"rps": two.rps, "one_rps": one.rps, "bare2_rps": bare2.rps},
         ),
         Row(
-            "9 route",
+            "10 route",
             "`GET /bench/videos/{id}` (FastAPI route, no auth or store) vs bare ASGI",
             f"{route.rps:,.0f} req/s, p99 {route.p99_ms:.1f} ms",
             f"{bare1.rps:,.0f} req/s (bare ASGI)",
@@ -204,15 +230,15 @@ def _rows(
         old = best["before 1p"]
         rows.append(
             Row(
-                "9 before",
-                f"`GET /v1/videos/{{id}}`, 1 API process, the code in `{before}`",
+                "10 before",
+                f"`GET /v1/videos/{{id}}`, 1 API process, {before}",
                 f"{old.rps:,.0f} req/s, p99 {old.p99_ms:.1f} ms",
                 f"{bare1.rps:,.0f} req/s (bare ASGI)",
                 old.rps / bare1.rps,
                 "reported (before the change)",
                 None,
-                f"The same load on a server run from `{before}/src`, in the same run: "
-                f"the change made the retrieve {one.rps / old.rps:.1f}x faster.",
+                f"The same load on a server run from other code ({before}), in the same "
+                f"run: today's retrieve answers {one.rps / old.rps:.1f}x as many requests.",
                 {"rps": old.rps, "bare_rps": bare1.rps},
             )
         )
@@ -226,44 +252,8 @@ def _retrieve_body(base_url: str, task_id: str, auth: Mapping[str, str]) -> byte
     return response.content
 
 
-def _command() -> str:
-    return " ".join(["python -m bench.readpath", *sys.argv[1:]])
-
-
-def write_section(path: Path, rows: list[Row], command: str) -> None:
-    """Add or replace the read-path section of ``path`` (e.g. bench/RESULTS.md)."""
-    info = machine()
-    lines = [
-        SECTION,
-        "",
-        f"Written by `{command}`; not part of `bench/run` (yet). Ratios compare loads of",
-        "the same run, on the same machine.",
-        "",
-        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        *(f"- {name}: {value}" for name, value in info.items()),
-        f"- load average at end: {load_average()}",
-        "",
-        "| # | hot path | figure | baseline | ratio | target | holds |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
-        verdict = {True: "yes", False: "**no**", None: "—"}[row.holds]
-        cells = [row.number, row.path, row.figure, row.baseline, ratio, row.target, verdict]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *(f"- **#{row.number}** {row.notes}" for row in rows if row.notes)]
-    section = "\n".join(lines) + "\n"
-    text = path.read_text() if path.is_file() else ""
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
-    """Run #9 and report it."""
+    """Run #10 and report it."""
     started = time.perf_counter()
     options.main(__doc__, measure, add_arguments)
     print(f"bench: readpath took {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -41,8 +41,10 @@ BENCHMARKS = {
     "memory": ("7", "server RSS"),
     "scaleout": ("8", "end-to-end tasks/s with 1, 2 and 4 worker processes"),
     "upstream": ("9", "upstream polling at scale vs a naive poller"),
+    "readpath": ("10", "the read path vs a bare ASGI app, 1 and 2 API processes"),
 }
 MODULE_TIMEOUT = 600
+TIMEOUTS = {"upstream": 1200}  # 10,000 tasks of up to 2 minutes, twice: about 9 minutes
 
 
 def main() -> None:
@@ -79,11 +81,12 @@ def main() -> None:
             print(f"bench: {name} ({BENCHMARKS[name][1]})", file=sys.stderr, flush=True)
             child = [sys.executable, "-m", f"bench.{name}", "--json", str(result)]
             child += ["--loadgen", tool, *_passed_on(args)]
+            timeout = TIMEOUTS.get(name, MODULE_TIMEOUT)
             try:
-                done = subprocess.run(child, cwd=ROOT, timeout=MODULE_TIMEOUT, check=False)
+                done = subprocess.run(child, cwd=ROOT, timeout=timeout, check=False)
                 failure = None if done.returncode == 0 else f"exit status {done.returncode}"
             except subprocess.TimeoutExpired:
-                failure = f"no result in {MODULE_TIMEOUT} s"
+                failure = f"no result in {timeout} s"
             if failure is None and result.is_file():
                 rows += read_rows(result)
             else:

@@ -5,12 +5,17 @@ reelgate on PostgreSQL (a throwaway database): one API process (``reelgate serve
 ``doubao-seedance-2-0`` to a fake Ark (``reelgate.backends.remote.fakes.ark``) in its own
 process, so that its CPU is measured apart. The provider allows 20,000 tasks in flight
 and 1,000,000 requests a minute (timeout 30 s); ``[watch]`` pins the poll interval
-(``min_interval = max_interval = --interval``) with ``concurrency`` ``--concurrency`` and
-``batch`` 1,000; ``rehost_concurrency`` stays reelgate's default unless
-``--rehost-concurrency`` is given. ``--tasks`` tasks are created through the HTTP API,
-32 requests at a time; the fake ends each after a random ``--min-seconds`` to
-``--max-seconds`` (seeded: the k-th task it receives runs as long in every run). The run
-ends when every task is SUCCESS (read from the database).
+(``min_interval = max_interval = --interval``, 30 s: reelgate's default longest
+interval) with ``concurrency`` ``--concurrency`` (64, reelgate's default) and ``batch``
+1,000; ``rehost_concurrency`` stays reelgate's default unless ``--rehost-concurrency`` is
+given. ``--tasks`` tasks (10,000) are created through the HTTP API, 32 requests at a
+time; the fake ends each after a random ``--min-seconds`` to ``--max-seconds`` (30 to
+120; seeded: the k-th task it receives runs as long in every run). The run ends when
+every task is SUCCESS (read from the database). Why not 10 s and 200: 10,000 tasks every
+10 s are 1,000 GETs a second, more than one worker process polls on two cores (2 to 4 ms
+of CPU each); and httpx's pool costs more per request the more connections it holds (on
+this machine 32 or 64 in flight: 2 to 3.5 ms a GET; 200: 4.5 to 6), so 200 in flight
+slows every poll and starves submissions. Both are options.
 
 The fake is its module's app served by uvicorn as its ``main`` does, wrapped by the
 benchmark to count each task's GETs and note when each video download starts, read back
@@ -46,7 +51,8 @@ that saw the task succeeded: reelgate's REHOSTING event, or the naive GET's retu
   third (two to four times the polls), each task's writes counted from its events (a
   recorded move is one update and one event; the create one insert and one event; the
   learned duration one upsert); writes that events do not explain (unrecorded moves:
-  faults, backoffs) are given apart. Target: the thirds within 2 %, none unexplained.
+  faults, backoffs) are given apart. Target: the thirds within 2 %, and at most 2 % of
+  the writes unexplained.
 - The poller's CPU: the worker's user + system time (``/proc/<pid>/stat``) from the first
   create to the last SUCCESS, per 1,000 tasks and as a share of a core per 1,000 tasks in
   flight (CPU / Σ watched); it submits and re-hosts as well, which the naive poller does
@@ -56,9 +62,10 @@ that saw the task succeeded: reelgate's REHOSTING event, or the naive GET's retu
   runnable, for a core (``/proc/<pid>/schedstat``): a busy machine shows there. No target.
 
 The fake's own cost (its CPU per request) is in the notes. ``--rounds``, ``--seconds``,
-``--connections`` and ``--loadgen`` do not apply (one run each: they take minutes);
-``--profile`` records the worker with py-spy. ``--quick``: 200 tasks of 2 to 5 s polled
-every second. Needs the PostgreSQL server (``REELGATE_BENCH_PG_ADMIN``). Run alone:
+``--connections`` and ``--loadgen`` do not apply (one run each: together they take about
+9 minutes on two cores, reelgate's about 6 of them); ``--profile`` records the worker
+with py-spy. ``--quick``: 200 tasks of 2 to 5 s polled every second (about 30 s). Needs
+the PostgreSQL server (``REELGATE_BENCH_PG_ADMIN``). Run alone:
 ``python -m bench.upstream [--quick] [--tasks N] [--interval S] [--concurrency C]``.
 """
 
@@ -648,7 +655,7 @@ async def drive(d: Deployment, p: Plan) -> _Drive:
         asyncio.create_task(sample_cpu(d, samples)),
     ]
     numbers = sorted({int((k + 0.5) * p.tasks / p.sample) for k in range(p.sample)})
-    clients = asyncio.create_task(watch_sample(d, ids, numbers if p.sample else []))
+    clients = asyncio.create_task(watch_sample(d, ids, numbers))
     try:
         await create_all(d.base_url, d.key, ids, CLIENTS)
         create_seconds = time.perf_counter() - started
@@ -659,8 +666,10 @@ async def drive(d: Deployment, p: Plan) -> _Drive:
 
         await until(all_upstream, timeout=300 + p.tasks / 5, what="every task at the fake")
         submit_seconds = time.perf_counter() - started
-        say(f"{p.tasks:,} tasks created in {create_seconds:.0f} s, at the fake in "
-            f"{submit_seconds:.0f} s")  # fmt: skip
+        say(
+            f"{p.tasks:,} tasks created in {create_seconds:.0f} s, all at the fake after "
+            f"{submit_seconds:.0f} s"
+        )
         await wait_done(d.url, p.tasks, d.procs, p.high + 10 * p.interval + 300 + p.tasks / 10)
         seconds = time.perf_counter() - started
         cpu, waited = cpu_seconds(d.worker_pid) - cpu0, runnable_seconds(d.worker_pid) - waited0
@@ -888,3 +897,301 @@ def run_naive(p: Plan, arrivals: Sequence[float]) -> NaiveRun:
         seconds=seconds,
     )
     return NaiveRun(polled, sent)
+
+
+# rows -----------------------------------------------------------------------------------
+
+NUMBERS = ("9 gets", "9 delay", "9 writes", "9 cpu")
+_PATHS = {
+    "9 gets": "upstream polling: GETs per task per poll interval",
+    "9 delay": "upstream polling: upstream end → SUCCESS visible",
+    "9 writes": "upstream polling: database writes per task",
+    "9 cpu": "upstream polling: the poller's CPU per 1,000 tasks",
+}
+_TARGETS = {
+    "9 gets": f"≤ {GETS_TARGET}",
+    "9 delay": "median ≤ interval + re-host",
+    "9 writes": "constant with time in flight (± 2 %)",
+    "9 cpu": "reported (vs the naive poller)",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's own options."""
+    parser.add_argument(
+        "--tasks", type=int, default=None, help=f"tasks [{TASKS:,}, quick {QUICK_TASKS}]"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help=f"the fixed poll interval, s [{INTERVAL:g}, quick {QUICK_INTERVAL:g}]",
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=None,
+        help=f"shortest run at the fake, s [{RUN_SECONDS[0]:g}, quick {QUICK_RUN_SECONDS[0]:g}]",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help=f"longest run at the fake, s [{RUN_SECONDS[1]:g}, quick {QUICK_RUN_SECONDS[1]:g}]",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=CONCURRENCY,
+        help=f"[watch] concurrency, and the naive poller's requests in flight [{CONCURRENCY}]",
+    )
+    parser.add_argument(
+        "--rehost-concurrency",
+        type=int,
+        default=None,
+        help="[watch] rehost_concurrency [reelgate's default]",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        help=f"tasks also watched by a polling client [{SAMPLE}, quick {QUICK_SAMPLE}]",
+    )
+    parser.add_argument("--admin-url", default=PG_ADMIN_URL, help="PostgreSQL URL to create DBs")
+
+
+def measure(args: argparse.Namespace) -> list[Row]:
+    """The reelgate run, then the naive poller's with the same arrivals; four rows."""
+    p = plan(args)
+    try:
+        main = asyncio.run(run_reelgate(args, p))
+        say(f"reelgate's run took {main.polled.seconds:.0f} s; now the naive poller's")
+        naive = run_naive(p, main.arrivals)
+        say(f"the naive poller's run took {naive.polled.seconds:.0f} s")
+    except (RuntimeError, OSError, psycopg.Error, httpx.HTTPError) as exc:
+        message = " ".join(str(exc).split())[-600:]
+        reason = f"{type(exc).__name__}: {message}"
+        return [failed_row(number, _PATHS[number], _TARGETS[number], reason) for number in NUMBERS]
+    scale = (
+        f"{p.tasks:,} tasks ending {p.low:g}-{p.high:g} s after their create at a fake Ark, "
+        f"poll interval {p.interval:g} s, [watch] concurrency {p.concurrency}"
+    )
+    return [
+        _gets_row(scale, main.polled, naive.polled),
+        _delay_row(scale, main, naive.polled),
+        _writes_row(p, main),
+        _cpu_row(scale, main, naive),
+    ]
+
+
+def _gets_row(scale: str, m: Polled, naive: Polled) -> Row:
+    figure, base = m.gets_per_interval, naive.gets_per_interval
+    extra = m.extra
+    notes = (
+        f"{scale}: {m.gets:,} task GETs at the fake over {m.watched / 60:,.0f} task-minutes "
+        f"watched (create at the fake → the poll that saw it succeeded): {figure:.3f} GETs "
+        f"per task per interval, an effective interval of {m.interval / figure:.1f} s; the "
+        f"naive poller (one coroutine per task; same fake, arrivals and run times) "
+        f"{naive.gets:,} GETs, {base:.3f} ({naive.interval / base:.1f} s). Over the run time "
+        f"at the fake instead: reelgate {m.gets_per_run_interval:.3f}, naive "
+        f"{naive.gets_per_run_interval:.3f}, a poller exactly on time "
+        f"{m.on_time_per_run_interval:.3f} (the last interval waits for an end inside it). "
+        f"GETs of one task beyond its on-time count ceil(run/interval): at most {max(extra)} "
+        f"({sum(1 for e in extra if e > 0):,} tasks with any); naive at most "
+        f"{max(naive.extra)}. The fake's own cost: {m.fake_cost * 1000:.2f} ms CPU per "
+        f"request ({m.fake_requests:,} requests, {m.fake_cpu:.1f} s) in reelgate's run, "
+        f"{naive.fake_cost * 1000:.2f} ms in the naive one."
+    )
+    values = {
+        "gets": m.gets,
+        "gets_per_interval": figure,
+        "naive_gets": naive.gets,
+        "naive_gets_per_interval": base,
+        "gets_per_run_interval": m.gets_per_run_interval,
+        "naive_gets_per_run_interval": naive.gets_per_run_interval,
+        "on_time_per_run_interval": m.on_time_per_run_interval,
+        "max_extra_gets": max(extra),
+        "fake_cpu_per_request_s": m.fake_cost,
+        "naive_fake_cpu_per_request_s": naive.fake_cost,
+    }
+    return Row(
+        "9 gets",
+        _PATHS["9 gets"],
+        f"{figure:.3f} GETs",
+        f"{base:.3f} GETs (naive poller)",
+        figure / base,
+        _TARGETS["9 gets"],
+        figure <= GETS_TARGET,
+        notes,
+        values,
+    )
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"median {statistics.median(values):.2f} s, p95 {quantile(values, 0.95):.2f} s"
+
+
+def _delay_row(scale: str, main: ReelgateRun, naive: Polled) -> Row:
+    m = main.polled
+    delay, rehost = main.delay, main.rehost
+    d50, n50, r50 = (statistics.median(x) for x in (delay, naive.detection, rehost))
+    client = main.client
+    seen = (
+        f"{_spread(client)} ({len(client)} tasks spread over the run, GET every "
+        f"{CLIENT_POLL:g} s from their end)"
+        if client
+        else "no task sampled"
+    )
+    notes = (
+        f"{scale}: upstream end (the fake's clock) → SUCCESS committed (completed_at), every "
+        f"task: {_spread(delay)}, max {max(delay):.1f} s. Of which the poll (end → "
+        f"REHOSTING): {_spread(m.detection)}; the wait for a re-host slot (REHOSTING → the "
+        f"download's start): {_spread(main.rehost_wait)}; the re-host itself (download, "
+        f"probe, store, SUCCESS): {_spread(rehost)}. As a client saw it through the API: "
+        f"{seen}. The naive poller (nothing to re-host): end → its GET saw it, "
+        f"{_spread(naive.detection)}."
+    )
+    values = {
+        "median_s": d50,
+        "p95_s": quantile(delay, 0.95),
+        "poll_median_s": statistics.median(m.detection),
+        "rehost_wait_median_s": statistics.median(main.rehost_wait),
+        "rehost_median_s": r50,
+        "naive_median_s": n50,
+        "naive_p95_s": quantile(naive.detection, 0.95),
+        "interval_s": m.interval,
+    }
+    if client:
+        values["client_median_s"] = statistics.median(client)
+    return Row(
+        "9 delay",
+        _PATHS["9 delay"],
+        f"median {d50:.2f} s, p95 {quantile(delay, 0.95):.2f} s",
+        f"median {n50:.2f} s (naive, no re-host)",
+        d50 / n50 if n50 > 0 else None,
+        f"median ≤ {m.interval:g} s + re-host {r50:.2f} s",
+        d50 <= m.interval + r50,
+        notes,
+        values,
+    )
+
+
+def _writes_row(p: Plan, main: ReelgateRun) -> Row:
+    m = main.polled
+    total = main.task_writes
+    per_task = total / m.tasks
+    unexplained = total - sum(main.explained)
+    order = sorted(range(m.tasks), key=lambda i: m.run_times[i])
+    third = max(m.tasks // 3, 1)
+    short, long = order[:third], order[-third:]
+
+    def mean(values: Sequence[float], chosen: Sequence[int]) -> float:
+        return sum(values[i] for i in chosen) / len(chosen)
+
+    def runs(chosen: Sequence[int]) -> str:
+        return f"{m.run_times[chosen[0]]:.0f}-{m.run_times[chosen[-1]]:.0f} s"
+
+    explained = [float(x) for x in main.explained]
+    short_w, long_w = mean(explained, short), mean(explained, long)
+    ratio = long_w / short_w
+    tables = ", ".join(f"{name} {main.writes.get(name, 0) / m.tasks:.2f}" for name in TASK_TABLES)
+    notes = (
+        f"Rows inserted + updated + deleted (pg_stat_user_tables) over {m.tasks:,} tasks: "
+        f"{per_task:.2f} per task ({tables}; the pollers' heartbeats "
+        f"{main.writes.get('pollers', 0):,} in all, not per task). By task, from its "
+        f"events: the shortest third (at the fake {runs(short)}, "
+        f"{mean(m.task_gets, short):.1f} GETs and {mean(m.run_times, short):.0f} s each) "
+        f"{short_w:.2f}; the longest third ({runs(long)}, {mean(m.task_gets, long):.1f} GETs "
+        f"and {mean(m.run_times, long):.0f} s each) {long_w:.2f}; writes the events do not "
+        f"explain: {unexplained:,.0f}."
+    )
+    values = {
+        "writes_per_task": per_task,
+        "short_third": short_w,
+        "long_third": long_w,
+        "unexplained": unexplained,
+        "short_third_gets": mean(m.task_gets, short),
+        "long_third_gets": mean(m.task_gets, long),
+    }
+    holds = abs(ratio - 1) <= WRITES_TOLERANCE and abs(unexplained) <= WRITES_TOLERANCE * total
+    return Row(
+        "9 writes",
+        _PATHS["9 writes"],
+        f"{per_task:.2f} per task; longest third {long_w:.2f}",
+        f"{short_w:.2f} (shortest third)",
+        ratio,
+        _TARGETS["9 writes"],
+        holds,
+        notes,
+        values,
+    )
+
+
+def _cpu_row(scale: str, main: ReelgateRun, naive: NaiveRun) -> Row:
+    m, n = main.polled, naive.polled
+    figure, base = m.cpu_per_1000, n.cpu_per_1000
+    costs = main.costs
+    split = (
+        "too short a run to split"
+        if costs is None
+        else f"{costs['get'] * 1e3:.2f} ms per GET, {costs['create'] * 1e3:.2f} ms per "
+        f"submission, {costs['download'] * 1e3:.2f} ms per re-host, "
+        f"{costs['second'] * 1e3:.0f} ms per second besides (a least-squares fit of its CPU "
+        f"in each second on the fake's GETs, creates and downloads in it)"
+    )
+    notes = (
+        f"{scale}: the worker process (user + system, /proc) from the first create to the "
+        f"last SUCCESS, {m.seconds:.0f} s: {m.cpu:.1f} s = {figure:.2f} s per 1,000 tasks, "
+        f"{m.core_share_per_1000:.1%} of a core per 1,000 tasks in flight, "
+        f"{m.cpu / m.seconds:.0%} of a core on average (its event loop waited "
+        f"{m.waited:.0f} s, runnable, for a core). It submits, polls and re-hosts: {split}. "
+        f"The naive poller (creates and polls; in this process) over {n.seconds:.0f} s: "
+        f"{n.cpu:.1f} s = {base:.2f} s per 1,000 tasks, {n.core_share_per_1000:.1%} of a "
+        f"core per 1,000 in flight, {naive.per_request * 1e3:.2f} ms per request (waited "
+        f"{n.waited:.0f} s). The API process: {main.api_cpu:.1f} s (the creates took "
+        f"{main.create_seconds:.0f} s; the fake had every task after "
+        f"{main.submit_seconds:.0f} s)."
+    )
+    values = {
+        "cpu_s": m.cpu,
+        "cpu_per_1000_s": figure,
+        "core_share_per_1000": m.core_share_per_1000,
+        "waited_s": m.waited,
+        "seconds": m.seconds,
+        "naive_cpu_s": n.cpu,
+        "naive_cpu_per_1000_s": base,
+        "naive_core_share_per_1000": n.core_share_per_1000,
+        "naive_cpu_per_request_s": naive.per_request,
+        "naive_waited_s": n.waited,
+        "naive_seconds": n.seconds,
+        "api_cpu_s": main.api_cpu,
+        "create_seconds": main.create_seconds,
+        "submit_seconds": main.submit_seconds,
+    }
+    if costs is not None:
+        values.update({f"cpu_per_{name}_s": value for name, value in costs.items()})
+    return Row(
+        "9 cpu",
+        _PATHS["9 cpu"],
+        f"{figure:.2f} s per 1,000 tasks ({m.core_share_per_1000:.1%} of a core "
+        f"per 1,000 in flight)",
+        f"{base:.2f} s ({n.core_share_per_1000:.1%}; naive poller)",
+        figure / base,
+        _TARGETS["9 cpu"],
+        None,
+        notes,
+        values,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run #9, print its rows, write them where ``--json`` says."""
+    parser = options.parser(__doc__, prog="python -m bench.upstream")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    options.finish(args, measure(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -80,8 +80,11 @@ def free_port() -> int:
         return port
 
 
-def start_fake(app: ASGIApp, *, timeout: float = 30.0) -> RunningFake:
-    """Serve ``app`` on a free loopback port and wait until it listens."""
+def start_fake(app: ASGIApp, *, timeout: float = 30.0, **options: Any) -> RunningFake:
+    """Serve ``app`` on a free loopback port and wait until it listens.
+
+    ``options`` go to ``uvicorn.Config`` (e.g. ``http=`` a protocol class).
+    """
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -92,6 +95,7 @@ def start_fake(app: ASGIApp, *, timeout: float = 30.0) -> RunningFake:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=1,
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     # Idle keep-alive connections are closed after this many seconds; keep it above a
     # load balancer's idle timeout, or the balancer may send on a closing connection.
     keep_alive: int = Field(default=75, ge=1, le=3600)
+    # A connection whose request headers are not complete this many seconds after it
+    # opened (or after its request began) is closed, as is one whose body stops arriving
+    # for body_timeout seconds: slow or half-sent requests cannot hold the server.
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
     url_ttl: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     signing_secret: str = ""  # default: generated once into <data_dir>/signing.key
     lease_seconds: float = Field(default=30.0, gt=0)

@@ -75,6 +75,7 @@ def run_benchmark(module: str, tmp_path: Path, *extra: str) -> list[Row]:
             ["9 gets", "9 delay", "9 writes", "9 cpu"],
             marks=pytest.mark.postgres,
         ),
+        ("readpath", (), ["10 1p", "10 2p", "10 route"]),
     ],
 )
 def test_benchmark_runs_and_reports(

@@ -170,3 +170,25 @@ def test_an_unexpected_error_is_a_500_with_the_request_id(
     assert error["code"] == "internal_error"
     assert response.headers["x-request-id"] in error["message"]
     assert "secret internals" not in response.text
+
+
+@pytest.mark.parametrize("size", [32, 63, 64, 65, 200])
+def test_signatures_are_hmac_sha256(size: int) -> None:
+    import base64
+    import hashlib
+    import hmac
+    import os
+    from urllib.parse import urlencode
+
+    from reelgate.services.signing import Signer
+
+    secret = os.urandom(size)
+    signer = Signer(secret)
+    for expires in (0, 1_800_003_600, 10**12 - 1):
+        path = f"/files/videos/task_{os.urandom(8).hex()}.1.mp4"
+        mac = hmac.new(secret, f"{path}\n{expires}".encode(), hashlib.sha256).digest()
+        expected = base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+        assert signer.signature(path, expires) == expected
+        query = urlencode({"expires": expires, "signature": expected})
+        assert signer.sign("http://h", path, expires) == f"http://h{path}?{query}"
+        signer.verify(path, str(expires), expected, now=0)

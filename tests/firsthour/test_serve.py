@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.procs import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -100,8 +102,8 @@ def test_two_api_processes_share_the_port_and_wake_one_worker(tmp_path: Path) ->
         REELGATE_POLL_INTERVAL="60",
     )
     try:
-        wait_until_serving(process, url)
-        assert len(children(process.pid)) == 2
+        wait_until_serving(process, url)  # the first process serves; the second may still start
+        wait_until(lambda: len(children(process.pid)) == 2, timeout=30, what="two API processes")
         key = (data / "first-api-key").read_text().strip()
         headers = {"Authorization": f"Bearer {key}"}
         # One task at a time, each over a new connection, so that about half of them

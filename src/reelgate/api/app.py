@@ -73,7 +73,8 @@ def create_app(
             log.info(
                 "embedded worker %s: %d concurrent renders", worker.id, components.settings.workers
             )
-        _log_renderers(components)
+        if with_worker or peers is None:  # one line per machine, not per API process
+            _log_renderers(components)
         gc.freeze()  # what start-up made lives on: keep it out of every collection
         try:
             yield

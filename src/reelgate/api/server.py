@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from reelgate.api.timeouts import timed_protocol
 from reelgate.settings import Settings
 
 log = logging.getLogger("reelgate")
@@ -98,6 +99,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=30,
         timeout_keep_alive=settings.keep_alive,
         backlog=BACKLOG,
+        http=timed_protocol(settings.header_timeout, settings.body_timeout),
     )
 
 

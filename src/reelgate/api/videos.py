@@ -2,7 +2,7 @@
 
 ``GET /v1/videos/{id}``, the route clients poll, is also served by ``Retrieve``, a
 bare ASGI app that the application calls before FastAPI's stack (routing, dependency
-injection, its middleware): the same answers, bytes for bytes, at several times the
+injection, its middleware): the same answers, byte for byte, at several times the
 rate. The FastAPI route stays for the schema (``/openapi.json``) and as the reference.
 """
 

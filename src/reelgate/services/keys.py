@@ -76,11 +76,11 @@ class KeyService:
         return key.owner
 
     def cached_owner(self, authorization: str | None) -> str | None:
-        """``authenticate`` without the store: the owner of a key checked within
-        ``cache_seconds``, else None (then ``authenticate``). A missing or malformed
-        header raises ``AuthenticationError`` here already.
+        """The owner of a key ``authenticate`` checked within ``cache_seconds``, else None.
 
-        Synchronous, so that the hot read path pays no coroutine for the usual case.
+        Synchronous, without the store, so that the hot read path pays no coroutine in
+        the usual case (on None, call ``authenticate``). A missing or malformed header
+        raises ``AuthenticationError`` here already.
         """
         return self._fresh(_digest(authorization))
 

@@ -309,51 +309,14 @@ def event_params(task: Task, detail: str | None = None) -> dict[str, Any]:
 
 
 def task_from_row(row: Sequence[Any]) -> Task:
-    """Map a row of ``TASK_COLUMNS`` to a ``Task``."""
-    (
-        id_,
-        owner,
-        model,
-        prompt,
-        seconds,
-        size,
-        resolution,
-        input_key,
-        status,
-        progress,
-        created_at,
-        updated_at,
-        completed_at,
-        attempts,
-        lease_owner,
-        lease_until,
-        output_key,
-        error_code,
-        error_message,
-        phase,
-        *remote,
-    ) = row
-    return Task(
-        id=id_,
-        owner=owner,
-        spec=TaskSpec(model, prompt, seconds, size, resolution, input_key),
-        status=Status(status),
-        progress=progress,
-        created_at=created_at,
-        updated_at=updated_at,
-        completed_at=completed_at,
-        attempts=attempts,
-        lease_owner=lease_owner,
-        lease_until=lease_until,
-        output_key=output_key,
-        error_code=error_code,
-        error_message=error_message,
-        phase=Phase(phase),
-        **dict(zip(_REMOTE_FIELDS, remote, strict=True)),
-    )
+    """Map a row of ``TASK_COLUMNS`` to a ``Task`` (on every status read: kept lean)."""
+    spec = TaskSpec(row[2], row[3], row[4], row[5], row[6], row[7])
+    return Task(row[0], row[1], spec, _STATUSES[row[8]], *row[9:19], _PHASES[row[19]], *row[20:])
 
 
-_REMOTE_FIELDS = TASK_COLUMNS.split("phase, ", 1)[1].split(", ")
+# The columns follow ``Task``'s fields in order after the spec's six (checked by the tests).
+_STATUSES = {status.value: status for status in Status}
+_PHASES = {phase.value: phase for phase in Phase}
 
 
 def key_from_row(row: Sequence[Any]) -> ApiKey:

@@ -311,7 +311,8 @@ def event_params(task: Task, detail: str | None = None) -> dict[str, Any]:
 def task_from_row(row: Sequence[Any]) -> Task:
     """Map a row of ``TASK_COLUMNS`` to a ``Task`` (on every status read: kept lean)."""
     spec = TaskSpec(row[2], row[3], row[4], row[5], row[6], row[7])
-    return Task(row[0], row[1], spec, _STATUSES[row[8]], *row[9:19], _PHASES[row[19]], *row[20:])
+    values = (row[0], row[1], spec, _STATUSES[row[8]], *row[9:19], _PHASES[row[19]], *row[20:])
+    return Task(*values)
 
 
 # The columns follow ``Task``'s fields in order after the spec's six (checked by the tests).

@@ -26,7 +26,6 @@ from reelgate.domain.errors import (
     ReelgateError,
     Unavailable,
 )
-from reelgate.domain.request import storable_text
 from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
@@ -123,25 +122,11 @@ ERRORS: dict[type[Exception], type[ReelgateError]] = {
     psycopg.DataError: InvalidParameter,  # NUL in text, a number out of range
     UnicodeEncodeError: InvalidParameter,  # text UTF-8 cannot carry (a lone surrogate)
 }
-MESSAGES: dict[type[ReelgateError], str] = {
-    Unavailable: "postgresql: the database is unavailable",
-    Conflict: "the record conflicts with a stored one",
-    InvalidParameter: "a value cannot be stored",
-}
 
 
 def convert(exc: Exception) -> ReelgateError | None:
-    """The domain error for a foreign ``exc`` (None when the table has no class of it)."""
-    target = next((ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS), None)
-    if target is None:
-        return None
-    level = logging.WARNING if target is Unavailable else logging.INFO
-    log.log(level, "postgresql: %s: %s", type(exc).__name__, exc)
-    return target(f"{MESSAGES[target]} ({type(exc).__name__})")
-
-
-def _storable(params: Mapping[str, Any]) -> bool:
-    return all(storable_text(value) for value in params.values() if isinstance(value, str))
+    """The domain error for a foreign ``exc`` (None when ``ERRORS`` has no class of it)."""
+    return sql.convert(ERRORS, "postgresql", exc)
 
 
 def _lookup(statement: str) -> bool:
@@ -237,7 +222,7 @@ class PostgresStore:
     async def _rows(
         self, statement: str, params: Mapping[str, Any], timeout: float | None = None
     ) -> list[Any]:
-        if _lookup(statement) and not _storable(params):
+        if _lookup(statement) and not sql.storable(params):
             return []  # no stored row holds such text: a lookup by it finds nothing
         async with self._connection(timeout) as conn:
             cursor = await conn.execute(statement, params)

@@ -7,16 +7,21 @@ names the expected status (and the lease owner where one holds the task).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from reelgate.domain.errors import Conflict, InvalidParameter, ReelgateError, Unavailable
 from reelgate.domain.progress import LEARNING_RATE
+from reelgate.domain.request import storable_text
 from reelgate.domain.routing import Candidate, Pick, Route, first_free
 from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import ApiKey, Event, Task, TaskSpec
 from reelgate.ports import Move
+
+log = logging.getLogger("reelgate.store")
 
 TASK_COLUMNS = (
     "id, owner, model, prompt, seconds, size, resolution, input_key, status, progress, "
@@ -409,3 +414,34 @@ def learn_params(
         "took": took,
         "rate": LEARNING_RATE,
     }
+
+
+# How a foreign error shows to clients, by the domain error it converts to.
+_CONVERTED: dict[type[ReelgateError], str] = {
+    Unavailable: "the database is unavailable",
+    Conflict: "the record conflicts with a stored one",
+    InvalidParameter: "a value cannot be stored",
+}
+
+
+def convert(
+    errors: Mapping[type[Exception], type[ReelgateError]], dialect: str, exc: Exception
+) -> ReelgateError | None:
+    """The domain error for ``exc`` by a store's table ``errors`` (None: not in it).
+
+    The detail goes to the log; the domain error's message names only the class.
+    """
+    target = next((errors[cls] for cls in type(exc).__mro__ if cls in errors), None)
+    if target is None:
+        return None
+    level = logging.WARNING if target is Unavailable else logging.INFO
+    log.log(level, "%s: %s: %s", dialect, type(exc).__name__, exc)
+    message = _CONVERTED[target]
+    if target is Unavailable:
+        message = f"{dialect}: {message}"
+    return target(f"{message} ({type(exc).__name__})")
+
+
+def storable(params: Mapping[str, Any]) -> bool:
+    """Whether every text in ``params`` is one a store can hold (else no row matches it)."""
+    return all(storable_text(value) for value in params.values() if isinstance(value, str))

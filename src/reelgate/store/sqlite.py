@@ -31,7 +31,6 @@ from reelgate.domain.errors import (
     ReelgateError,
     Unavailable,
 )
-from reelgate.domain.request import storable_text
 from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
@@ -59,25 +58,11 @@ ERRORS: dict[type[Exception], type[ReelgateError]] = {
     UnicodeEncodeError: InvalidParameter,  # text UTF-8 cannot carry (a lone surrogate)
     OSError: Unavailable,  # the database's folder cannot be made
 }
-MESSAGES: dict[type[ReelgateError], str] = {
-    Unavailable: "sqlite: the database is unavailable",
-    Conflict: "the record conflicts with a stored one",
-    InvalidParameter: "a value cannot be stored",
-}
 
 
 def convert(exc: Exception) -> ReelgateError | None:
-    """The domain error for a foreign ``exc`` (None when the table has no class of it)."""
-    target = next((ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS), None)
-    if target is None:
-        return None
-    level = logging.WARNING if target is Unavailable else logging.INFO
-    log.log(level, "sqlite: %s: %s", type(exc).__name__, exc)
-    return target(f"{MESSAGES[target]} ({type(exc).__name__})")
-
-
-def _storable(params: Mapping[str, Any]) -> bool:
-    return all(storable_text(value) for value in params.values() if isinstance(value, str))
+    """The domain error for a foreign ``exc`` (None when ``ERRORS`` has no class of it)."""
+    return sql.convert(ERRORS, "sqlite", exc)
 
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
@@ -142,7 +127,7 @@ class SqliteStore:
             raise converted from exc
 
     def _read(self, statement: str, params: dict[str, Any]) -> list[Any]:
-        if not _storable(params):  # no stored row holds such text: a lookup finds nothing
+        if not sql.storable(params):  # no stored row holds such text: a lookup finds nothing
             return []
         try:
             return self._connect().execute(statement, params).fetchall()

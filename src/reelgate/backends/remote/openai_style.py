@@ -132,7 +132,7 @@ class OpenAiStyleProvider(HttpProvider):
         files = wire.multipart(fields, job.image, job.image_type)
         response = await self.call("POST", f"{self._prefix}/videos", submit=True, files=files)
         if response.status_code >= 300:
-            raise self._refusal(response)
+            raise wire.refusal(self.name, response)
         upstream_id = self.body(response, submit=True).get("id")
         if not isinstance(upstream_id, str) or not upstream_id:
             raise UpstreamUncertain(
@@ -193,29 +193,5 @@ class OpenAiStyleProvider(HttpProvider):
                 video_expires_at=wire.unix_seconds(data.get("expires_at")),
             )
         if state is UpstreamState.FAILED:
-            error = wire.wire_error(data.get("error"))
-            if status == "error":
-                code = "upstream_error"
-            else:
-                code = "content_rejected" if wire.is_content(error) else "upstream_failed"
-            message = error.message or f"the provider ended the video {status}"
-            return UpstreamTask(state, progress=progress, error_code=code, error_message=message)
+            return wire.ended(status, data.get("error"), progress, errored=status == "error")
         return UpstreamTask(state, progress=progress)
-
-    def _refusal(self, response: httpx.Response) -> UpstreamRefused | UpstreamBusy:
-        """The error for a submit answered with a status that is neither 2xx, 429 nor 5xx."""
-        status = response.status_code
-        error = wire.envelope(response)
-        if status in (401, 403):
-            return UpstreamRefused(
-                f"the provider {self.name} refused our credentials ({status})",
-                code="upstream_refused",
-                provider=self.name,
-            )
-        if status in (408, 409) or status < 400:
-            return UpstreamBusy(
-                f"{self.name}: the provider answered {status} to a submission", provider=self.name
-            )
-        code = "content_rejected" if wire.is_content(error) else "invalid_parameter"
-        message = error.message or f"the provider refused the video ({status})"
-        return UpstreamRefused(message, code=code, provider=self.name)

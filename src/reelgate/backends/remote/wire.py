@@ -16,6 +16,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from reelgate.domain.errors import UpstreamBusy, UpstreamRefused
+from reelgate.ports import UpstreamState, UpstreamTask
+
 MESSAGE_MAX = 500  # characters of a provider's message kept for the client
 # Words in a provider's error code (or type) that mean its content filter refused.
 CONTENT_WORDS = ("content", "moderation", "sensitive", "policy", "safety", "nsfw")
@@ -91,6 +94,38 @@ def is_content(error: WireError) -> bool:
     """Whether the provider's code or type says its content filter refused."""
     words = f"{error.code} {error.type}".lower()
     return any(word in words for word in CONTENT_WORDS)
+
+
+def refusal(provider: str, response: httpx.Response) -> UpstreamRefused | UpstreamBusy:
+    """The error for a create answered with a status that is neither 2xx, 429 nor 5xx."""
+    status = response.status_code
+    error = envelope(response)
+    if status in (401, 403):
+        return UpstreamRefused(
+            f"the provider {provider} refused our credentials ({status})",
+            code="upstream_refused",
+            provider=provider,
+        )
+    if status in (408, 409) or status < 400:
+        return UpstreamBusy(
+            f"{provider}: the provider answered {status} to a submission", provider=provider
+        )
+    code = "content_rejected" if is_content(error) else "invalid_parameter"
+    message = error.message or f"the provider refused the task ({status})"
+    return UpstreamRefused(message, code=code, provider=provider)
+
+
+def ended(status: str, error: Any, progress: int | None, *, errored: bool) -> UpstreamTask:
+    """A video the provider ended ``status`` (failed; ``errored``: its own fault)."""
+    wire = wire_error(error)
+    if errored:
+        code = "upstream_error"
+    else:
+        code = "content_rejected" if is_content(wire) else "upstream_failed"
+    message = wire.message or f"the provider ended the task {status}"
+    return UpstreamTask(
+        UpstreamState.FAILED, progress=progress, error_code=code, error_message=message
+    )
 
 
 def progress_of(value: Any) -> int | None:

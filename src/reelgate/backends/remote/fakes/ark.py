@@ -61,7 +61,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reelgate.backends.remote.fakes.clips import FPS, clip
-from reelgate.backends.remote.fakes.common import CutResponse, hang, take, update_switches
+from reelgate.backends.remote.fakes.common import (
+    CutResponse,
+    control_routes,
+    hang,
+    take,
+)
 
 API = "/api/v3/contents/generations/tasks"
 RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "adaptive")
@@ -511,32 +516,6 @@ def fake_ark_app(
         fake.counts["downloads"] += 1
         return Response(data, media_type="video/mp4")
 
-    async def faults_route(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update_switches(fake.faults, await request.json())
-            except ValueError as exc:
-                return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(dataclasses.asdict(fake.faults))
-
-    async def stats(request: Request) -> Response:
-        return JSONResponse(fake.stats())
-
-    async def reset(request: Request) -> Response:
-        fake.reset()
-        return JSONResponse({"reset": True})
-
-    async def clock_route(request: Request) -> Response:
-        try:
-            body = await request.json()
-            advance = float(body.get("advance", 0)) if isinstance(body, dict) else -1.0
-        except (ValueError, TypeError):
-            advance = -1.0
-        if advance < 0:
-            return JSONResponse({"error": 'send {"advance": seconds}, 0 or more'}, 400)
-        fake.offset += advance
-        return JSONResponse({"now": fake.now(), "offset": fake.offset})
-
     app = Starlette(
         routes=[
             Route(API, create, methods=["POST"]),
@@ -544,10 +523,7 @@ def fake_ark_app(
             Route(API + "/{task_id}", get, methods=["GET"]),
             Route(API + "/{task_id}", delete, methods=["DELETE"]),
             Route("/_fake/videos/{name}", video, methods=["GET"]),
-            Route("/_fake/faults", faults_route, methods=["GET", "POST"]),
-            Route("/_fake/stats", stats, methods=["GET"]),
-            Route("/_fake/reset", reset, methods=["POST"]),
-            Route("/_fake/clock", clock_route, methods=["POST"]),
+            *control_routes(fake),
         ]
     )
     app.state.fake = fake

@@ -62,7 +62,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reelgate.backends.remote.fakes.clips import clip
-from reelgate.backends.remote.fakes.common import CutResponse, hang, take, update_switches
+from reelgate.backends.remote.fakes.common import (
+    CutResponse,
+    control_routes,
+    hang,
+    take,
+    update_switches,
+)
 
 Dialect = Literal["cometapi", "openai"]
 REFUSE, FAIL, ERROR = "[[fake:refuse]]", "[[fake:fail]]", "[[fake:error]]"
@@ -476,32 +482,6 @@ def fake_cometapi_app(
             return fake.error(403, "link_expired", "the link has expired")
         return await _send_video(fake, task)
 
-    async def faults_route(request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update_switches(fake.faults, await request.json())
-            except ValueError as exc:
-                return JSONResponse({"error": str(exc)}, 400)
-        return JSONResponse(dataclasses.asdict(fake.faults))
-
-    async def stats(request: Request) -> Response:
-        return JSONResponse(fake.stats())
-
-    async def reset(request: Request) -> Response:
-        fake.reset()
-        return JSONResponse({"reset": True})
-
-    async def clock_route(request: Request) -> Response:
-        try:
-            body = await request.json()
-            advance = float(body.get("advance", 0)) if isinstance(body, dict) else -1.0
-        except (ValueError, TypeError):
-            advance = -1.0
-        if advance < 0:
-            return JSONResponse({"error": 'send {"advance": seconds}, 0 or more'}, 400)
-        fake.offset += advance
-        return JSONResponse({"now": fake.now(), "offset": fake.offset})
-
     async def not_found(request: Request) -> Response:
         refused = fake.refuse(request) if request.url.path.startswith("/v1/") else None
         return refused or fake.error(404, "not_found", f"no route {request.url.path[:100]}")
@@ -509,10 +489,7 @@ def fake_cometapi_app(
     routes = [
         Route("/v1/videos", create, methods=["POST"]),
         Route("/v1/videos/{video_id}", get, methods=["GET"]),
-        Route("/_fake/faults", faults_route, methods=["GET", "POST"]),
-        Route("/_fake/stats", stats, methods=["GET"]),
-        Route("/_fake/reset", reset, methods=["POST"]),
-        Route("/_fake/clock", clock_route, methods=["POST"]),
+        *control_routes(fake),
     ]
     if fake.openai:
         routes += [

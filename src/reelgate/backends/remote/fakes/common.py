@@ -1,4 +1,4 @@
-"""What the fake upstreams share: fault switches set over HTTP, cut bodies, hung answers."""
+"""What the fake upstreams share: control routes, fault switches, cut bodies, hung answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 
@@ -76,3 +77,42 @@ class CutResponse(Response):
         )
         half = bytes(self.body[: len(self.body) // 2])
         await send({"type": "http.response.body", "body": half, "more_body": True})
+
+
+def control_routes(fake: Any) -> list[Route]:
+    """The routes that steer a fake from a test: ``/_fake/faults``, ``stats``, ``reset``
+    and ``clock`` (``fake`` has ``faults``, ``stats()``, ``reset()``, ``now()`` and
+    ``offset``)."""
+
+    async def faults(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                update_switches(fake.faults, await request.json())
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(dataclasses.asdict(fake.faults))
+
+    async def stats(request: Request) -> Response:
+        return JSONResponse(fake.stats())
+
+    async def reset(request: Request) -> Response:
+        fake.reset()
+        return JSONResponse({"reset": True})
+
+    async def clock(request: Request) -> Response:
+        try:
+            body = await request.json()
+            advance = float(body.get("advance", 0)) if isinstance(body, dict) else -1.0
+        except (ValueError, TypeError):
+            advance = -1.0
+        if advance < 0:
+            return JSONResponse({"error": 'send {"advance": seconds}, 0 or more'}, 400)
+        fake.offset += advance
+        return JSONResponse({"now": fake.now(), "offset": fake.offset})
+
+    return [
+        Route("/_fake/faults", faults, methods=["GET", "POST"]),
+        Route("/_fake/stats", stats, methods=["GET"]),
+        Route("/_fake/reset", reset, methods=["POST"]),
+        Route("/_fake/clock", clock, methods=["POST"]),
+    ]

@@ -6,16 +6,23 @@ into one table with the date, the machine and the command. The shared options
 (``--quick``, ``--seconds``, ``--rounds``, ``--connections``, ``--loadgen``,
 ``--profile``) pass through to every benchmark. Exits 1 when a benchmark could not
 run to the end (a missed target is a result, not an error).
+
+Every run also writes ``results.json`` next to the report (``bench/results.json``: the
+rows, and when and how each benchmark was run). ``--merge`` keeps the rows of the
+benchmarks not chosen from it, so that ``bench/run --only upstream --merge`` refreshes
+one benchmark's rows in ``RESULTS.md`` and says in it when each benchmark ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import load, options
@@ -42,6 +49,9 @@ BENCHMARKS = {
     "scaleout": ("8", "end-to-end tasks/s with 1, 2 and 4 worker processes"),
     "upstream": ("9", "upstream polling at scale vs a naive poller"),
     "readpath": ("10", "the read path vs a bare ASGI app, 1 and 2 API processes"),
+    "listing": ("11", "listing with 1,000,000 tasks, first and deep pages vs retrieve"),
+    "events": ("12", "1,000 open SSE streams: memory per stream, delay vs polling"),
+    "webhooks": ("13", "webhook deliveries/s from the outbox vs a plain httpx loop"),
 }
 MODULE_TIMEOUT = 600
 TIMEOUTS = {"upstream": 1200}  # 10,000 tasks of up to 2 minutes, twice: about 9 minutes
@@ -58,6 +68,11 @@ def main() -> None:
         type=Path,
         default=ROOT / "bench" / "RESULTS.md",
         help="where to write the report [bench/RESULTS.md]",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' rows from bench/results.json (their last run)",
     )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -97,8 +112,17 @@ def main() -> None:
     seconds = time.perf_counter() - started
     info["load average at end"] = load_average()
     command = " ".join(["bench/run", *sys.argv[1:]])
+    runs = dict.fromkeys(chosen, f"{date}, `{command}`")
+    record = args.output.with_name("results.json")
+    if args.merge:
+        rows, runs = _merged(record, rows, runs)
+    if set(runs) != set(chosen):
+        info["benchmarks run"] = "; ".join(f"{name} {when}" for name, when in runs.items())
     args.output.write_text(
         render_markdown(rows, date=date, command=command, machine_info=info, seconds=seconds)
+    )
+    record.write_text(
+        json.dumps({"runs": runs, "rows": [asdict(row) for row in rows]}, indent=1) + "\n"
     )
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
@@ -107,6 +131,26 @@ def main() -> None:
     if crashed:
         print(f"bench: failed to run: {', '.join(crashed)}", file=sys.stderr)
         sys.exit(1)
+
+
+def _merged(path: Path, rows: list[Row], runs: dict[str, str]) -> tuple[list[Row], dict[str, str]]:
+    """``rows`` and ``runs`` with the other benchmarks' from the record at ``path``."""
+    if not path.is_file():
+        print(f"bench: --merge: no {path} yet, nothing kept", file=sys.stderr)
+        return rows, runs
+    record = json.loads(path.read_text())
+    kept = {name: when for name, when in record["runs"].items() if name not in runs}
+    old = [Row(**item) for item in record["rows"] if _module(item["number"]) in kept]
+    order = list(BENCHMARKS)
+    everything = sorted([*old, *rows], key=lambda row: order.index(_module(row.number)))
+    merged = {name: ({**kept, **runs})[name] for name in order if name in {**kept, **runs}}
+    return everything, merged
+
+
+def _module(number: str) -> str:
+    """The benchmark module that writes the row numbered ``number`` (e.g. "9 gets")."""
+    first = number.split()[0]
+    return next(name for name, (numbers, _) in BENCHMARKS.items() if first in numbers.split(", "))
 
 
 def _passed_on(args: argparse.Namespace) -> list[str]:

@@ -76,6 +76,9 @@ def run_benchmark(module: str, tmp_path: Path, *extra: str) -> list[Row]:
             marks=pytest.mark.postgres,
         ),
         ("readpath", (), ["10 1p", "10 2p", "10 route"]),
+        ("listing", (), ["11 first", "11 deep"]),
+        ("events", (), ["12"]),
+        ("webhooks", (), ["13"]),
     ],
 )
 def test_benchmark_runs_and_reports(
@@ -103,6 +106,24 @@ def test_bench_run_writes_the_results_table(tmp_path: Path) -> None:
     for expected in ("- date: ", "- cores: ", "- cpu: ", "- memory: ", "`bench/run --quick"):
         assert expected in text
     assert "| 6 480p text | preview renderer" in text
+    # --merge: another benchmark's run keeps these rows and says when each one ran
+    command = [
+        "bash",
+        "bench/run",
+        "--quick",
+        "--only",
+        "dispatch",
+        "--merge",
+        "--output",
+        str(out),
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    text = out.read_text()
+    assert text.index("| 4 | dispatch") < text.index("| 6 480p text | preview renderer")
+    assert "- benchmarks run: dispatch " in text and "; render " in text
 
 
 def test_wrk_reports_are_read() -> None:

@@ -71,7 +71,7 @@ class WatchConfig(_Strict):
     max_interval: float = Field(default=30.0, gt=0, le=3600)  # and at most
     batch: int = Field(default=500, ge=1, le=10_000)  # tasks taken over per statement
     concurrency: int = Field(default=64, ge=1, le=10_000)  # upstream requests in flight
-    rehost_concurrency: int = Field(default=4, ge=1, le=256)  # downloads in flight
+    rehost_concurrency: int = Field(default=16, ge=1, le=256)  # downloads in flight
     max_faults: int = Field(default=10, ge=1, le=1000)  # transient faults in a row, then ERROR
     max_submit_tries: int = Field(default=8, ge=1, le=1000)  # refusals to accept, then ERROR
     poller_ttl: float = Field(default=30.0, ge=1, le=3600)  # silent this long: taken for dead

@@ -16,6 +16,9 @@ and writes ``bench/RESULTS.md``. Servers run as subprocesses and load comes from
 | ``scaleout`` | #8 end-to-end tasks/s with 1, 2 and 4 worker processes vs. 1 (PostgreSQL) |
 | ``upstream`` | #9 10,000 tasks polled at a fake Ark vs. a naive poller (PostgreSQL) |
 | ``readpath`` | #10 retrieve vs. a bare ASGI app (``bare``), with 1 and 2 API processes |
+| ``listing`` | #11 a first and a deep page of ``GET /v1/videos``, 1,000,000 tasks, vs. retrieve |
+| ``events`` | #12 1,000 open SSE streams: memory per stream, delay from a change vs. polling |
+| ``webhooks`` | #13 webhook deliveries/s from the outbox vs. a plain httpx loop (the ceiling) |
 
 Helpers: ``bare`` (the bare ASGI ceiling), ``servers`` (subprocess servers, keys,
 throwaway PostgreSQL databases),

@@ -29,4 +29,7 @@ def temporary_database() -> Iterator[str]:
 def truncate(url: str) -> None:
     """Empty every reelgate table of the database at ``url``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE tasks, task_events, api_keys, pollers, durations")
+        conn.execute(
+            "TRUNCATE tasks, task_events, api_keys, pollers, durations, cancels, "
+            "idempotency_keys, webhook_endpoints, task_callbacks, webhook_deliveries"
+        )

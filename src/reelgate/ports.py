@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from reelgate.domain.errors import IllegalTransition
+from reelgate.domain.listing import Cursor, ListQuery, Page
 from reelgate.domain.status import Phase, Status, check_move
 from reelgate.domain.task import ApiKey, Event, Task
+from reelgate.domain.webhooks import Attempt, Delivery, Endpoint, IdempotencyRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,31 @@ class TaskStore(Protocol):
 
     async def list_events(self, task_id: str) -> list[Event]: ...
 
+    async def events_after(self, task_id: str, after: int, *, limit: int = 100) -> list[Event]:
+        """Up to ``limit`` of the task's events with ``seq`` above ``after``, oldest first.
+
+        ``seq`` is the cursor of streams: it rises with every event of a task, in the
+        order the task's changes were committed. A heartbeat whose progress crosses a
+        multiple of ``sql.PROGRESS_STEP`` records a ``progress`` event.
+        """
+
+    async def event_feed(self, after: int, *, limit: int = 1000) -> list[tuple[int, str]]:
+        """``(seq, task_id)`` of every task's events with ``seq`` above ``after``, in order.
+
+        Complete where writes are serialised (memory, SQLite); on PostgreSQL an event
+        committed late may carry a lower ``seq`` than one already read (use NOTIFY there).
+        """
+
+    async def last_event(self) -> int:
+        """The highest ``seq`` recorded so far (0 before any)."""
+
+    async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
+        """One page of ``owner``'s tasks that pass ``query``'s filters, in its order.
+
+        ``cursor`` is the (created_at, id) of the task the page starts after. Index-backed
+        keyset pagination: a deep page costs what the first does.
+        """
+
     # remote tasks ------------------------------------------------------------
 
     async def move(self, move: Move) -> Task:
@@ -191,6 +218,22 @@ class TaskStore(Protocol):
         self, provider: str, model: str, seconds: int, resolution: str, took: float
     ) -> None:
         """Fold one finished run into the learned run time."""
+
+    # cancel and delete ---------------------------------------------------------
+
+    async def cancel_task(self, task_id: str, *, now: float) -> Task:
+        """Cancel a task in any phase but DONE, in one conditional statement.
+
+        The task ends FAILED with error code ``cancelled`` (an event records it), and the
+        cancellation is logged for ``cancelled_since``. ``IllegalTransition`` when the
+        task is finished or unknown.
+        """
+
+    async def cancelled_since(self, since: float) -> list[str]:
+        """The ids of tasks cancelled at or after ``since`` (logged for a day), in order."""
+
+    async def delete_task(self, task_id: str) -> bool:
+        """Delete the task's row and its events; False when there was none."""
 
     async def add_key(self, key: ApiKey) -> None: ...
 
@@ -348,7 +391,70 @@ class Listener(Protocol):
         """Call ``wake`` on every notification, until cancelled."""
 
 
+class EventListener(Protocol):
+    """Tells a process which tasks got new events, as other processes record them."""
+
+    async def run(self, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed(task_id)`` per recorded event, and ``changed(None)`` (any task
+        may have changed) whenever notifications may have been missed; until cancelled."""
+
+
 class Clock(Protocol):
     """Wall-clock time in Unix seconds (a float)."""
 
     def __call__(self) -> float: ...
+
+
+class HookStore(Protocol):
+    """Idempotency keys and webhooks: endpoints, callback URLs and the delivery outbox.
+
+    The SQL stores and the memory store implement it beside ``TaskStore``. The outbox
+    is filled by the store itself, in the transaction that records a task's terminal
+    event (a trigger in SQL), one delivery per endpoint of the owner and per callback.
+    """
+
+    async def reserve_key(
+        self, record: IdempotencyRecord, *, now: float
+    ) -> IdempotencyRecord | None:
+        """Take ``record``'s (owner, key) (an expired holder is dropped first).
+
+        None when taken; else the live record that holds the key (one insert wins under
+        any concurrency: the primary key decides).
+        """
+
+    async def release_key(self, owner: str, key: str, task_id: str) -> None:
+        """Free a key taken for ``task_id`` (its create failed)."""
+
+    async def purge_keys(self, *, now: float) -> int:
+        """Delete expired keys; how many."""
+
+    async def add_callback(self, task_id: str, url: str) -> None:
+        """Record the callback URL of a task (before the task itself is stored)."""
+
+    async def drop_callback(self, task_id: str) -> None: ...
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None: ...
+
+    async def list_endpoints(self, owner: str) -> list[Endpoint]:
+        """The owner's endpoints, oldest first."""
+
+    async def delete_endpoint(self, owner: str, endpoint_id: str) -> bool:
+        """Delete the owner's endpoint; False when there is none of that id."""
+
+    async def claim_deliveries(
+        self, *, now: float, lease_seconds: float, limit: int
+    ) -> list[tuple[Delivery, str | None]]:
+        """Take up to ``limit`` due deliveries (SKIP LOCKED on PostgreSQL), each with its
+        endpoint's secret (None for a callback or a deleted endpoint).
+
+        A claimed delivery's ``next_at`` is ``now + lease_seconds``: due again then,
+        unless ``record_attempt`` names it first.
+        """
+
+    async def record_attempt(self, delivery: Delivery, attempt: Attempt) -> bool:
+        """Record an attempt of a claimed ``delivery``; False when its claim was lost."""
+
+    async def list_deliveries(
+        self, owner: str, *, task_id: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """The owner's deliveries (of one task, if named), newest first."""

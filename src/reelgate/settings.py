@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -46,6 +47,13 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)  # PostgreSQL connections per process
     grace_seconds: float = Field(default=30.0, ge=0)  # on shutdown, before handing back
     poll_interval: float = Field(default=2.0, gt=0)  # fallback when no wake-up arrives
+    # How often a worker process reads the cancel log: the longest a render or upstream
+    # task cancelled in another process runs on (the worker inside the API stops at once).
+    cancel_check: float = Field(default=1.0, gt=0, le=60)
+    # Server-sent events: a comment line after this many idle seconds keeps proxies from
+    # closing a stream; without LISTEN/NOTIFY (SQLite), the events table is read this often.
+    sse_heartbeat: float = Field(default=15.0, gt=0, le=3600)
+    events_poll_interval: float = Field(default=0.1, gt=0, le=60)
     s3_endpoint_url: str = ""  # an S3-compatible server; empty: AWS
     s3_public_endpoint_url: str = ""  # the host download links are signed for
     s3_region: str = ""
@@ -54,6 +62,11 @@ class Settings(BaseSettings):
     s3_addressing_style: Literal["", "path", "virtual"] = ""
     renderer: Literal["preview", "instant"] = "preview"  # instant: a tiny clip at once
     preview_delay: str = ""  # "model=seconds,…", "*" for every model
+    # The OpenAI dialect (/openai/v1, docs/api.md): the model ids its clients may send
+    # for ours ("alias=model,…"; empty: none), and the polling interval (seconds) its
+    # answers advise (openai-poll-after-ms) while a task is queued or renders here.
+    openai_models: str = "sora-2=doubao-seedance-2-0-fast,sora-2-pro=doubao-seedance-2-0"
+    poll_after: float = Field(default=1.0, ge=0.1, le=60)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     bench_routes: bool = False  # the benchmarks' baseline route, /bench/videos/{id}
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -63,6 +76,13 @@ class Settings(BaseSettings):
     # Below this many free bytes in the data or storage folder, workers claim nothing and
     # /readyz answers 503 (tasks wait, they do not fail); 0 checks writability only.
     min_free_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # Webhooks (docs/webhooks.md): networks (CIDR, comma-separated) that deliveries may
+    # reach although they are private, loopback or link-local, e.g. "10.0.0.0/8"; the
+    # timeout of one attempt; the first retry's wait (it doubles per attempt).
+    webhook_allowed_networks: str = ""
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    webhook_retry_base: float = Field(default=5.0, gt=0, le=3600)
+    webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -81,6 +101,8 @@ class Settings(BaseSettings):
         if self.signing_secret and len(self.signing_secret) < 32:
             raise ValueError("REELGATE_SIGNING_SECRET must be at least 32 characters")
         _parse_delays(self.preview_delay)
+        _parse_networks(self.webhook_allowed_networks)
+        _parse_aliases(self.openai_models)
         if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
             raise ValueError("set both REELGATE_S3_ACCESS_KEY_ID and REELGATE_S3_SECRET_ACCESS_KEY")
         if self.env == "production" and self.bench_routes:
@@ -97,9 +119,24 @@ class Settings(BaseSettings):
         return _parse_delays(self.preview_delay)
 
     @property
+    def openai_aliases(self) -> dict[str, str]:
+        """``openai_models`` parsed: a model id the OpenAI dialect takes -> ours."""
+        return _parse_aliases(self.openai_models)
+
+    @property
     def max_body_bytes(self) -> int:
         """The largest request body: the upload (as base64, in JSON) plus the form fields."""
         return -(-self.max_upload_bytes * 4 // 3) + 64 * 1024
+
+
+def _parse_networks(text: str) -> None:
+    for part in filter(None, (item.strip() for item in text.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"REELGATE_WEBHOOK_ALLOWED_NETWORKS: {part!r} is not an address or network"
+            ) from None
 
 
 def _parse_delays(text: str) -> dict[str, float]:
@@ -116,3 +153,15 @@ def _parse_delays(text: str) -> dict[str, float]:
             )
         delays[model.strip()] = value
     return delays
+
+
+def _parse_aliases(text: str) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        alias, sep, model = (part.strip() for part in item.partition("="))
+        if not sep or not alias or not model or alias in aliases:
+            raise ValueError(
+                f"REELGATE_OPENAI_MODELS: expected alias=model, each alias once, got {item!r}"
+            )
+        aliases[alias] = model
+    return aliases

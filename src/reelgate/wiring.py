@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 
@@ -13,16 +15,22 @@ from reelgate.backends.remote import open_provider
 from reelgate.blobs import open_blobs
 from reelgate.config import Config, load_config
 from reelgate.domain.catalog import Catalog
-from reelgate.ports import BlobStore, Clock, Listener, Provider, Renderer, TaskStore
+from reelgate.ports import BlobStore, Clock, HookStore, Listener, Provider, Renderer, TaskStore
+from reelgate.services.addresses import AddressGuard, parse_networks
+from reelgate.services.events import EventHub
+from reelgate.services.idempotency import CreateService
 from reelgate.services.keys import KeyService
 from reelgate.services.signing import Signer, load_secret
 from reelgate.services.tasks import TaskService
+from reelgate.services.webhooks import WebhookService
 from reelgate.settings import Settings
 from reelgate.store import open_store
+from reelgate.worker.cancels import Cancels
 from reelgate.worker.remote import RemoteRunner
 from reelgate.worker.runner import Worker, WorkerConfig
 from reelgate.worker.submit import SubmitConfig
 from reelgate.worker.wakeup import LocalWakeup
+from reelgate.worker.webhooks import Deliverer, DeliveryConfig
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Components:
     providers: dict[str, Provider]
     remote_wakeup: LocalWakeup
     running: RemoteRunner | None = None  # the remote runner this process runs, if any
+    cancels: Cancels | None = None  # tells this process's workers of cancelled tasks
 
     @property
     def remote_routes(self) -> dict[str, list[tuple[str, str]]]:
@@ -53,6 +62,47 @@ class Components:
     def hint(self, task_id: str) -> bool:
         """Poll ``task_id`` at once if this process watches it (a provider called back)."""
         return self.running is not None and self.running.watcher.hint(task_id)
+
+    def event_hub(self) -> EventHub:
+        """The fan-out of task events to this process's streams (LISTEN on PostgreSQL)."""
+        listener = None
+        url = self.settings.database_url
+        if url.startswith(("postgresql://", "postgres://")):
+            from reelgate.store.postgres import PostgresEventListener
+
+            listener = PostgresEventListener(url)
+        return EventHub(
+            self.store, listener=listener, poll_interval=self.settings.events_poll_interval
+        )
+
+    @functools.cached_property
+    def webhooks(self) -> WebhookService:
+        """Webhook endpoints, the delivery log and the callback secret."""
+        guard = AddressGuard(parse_networks(self.settings.webhook_allowed_networks))
+        return WebhookService(cast(HookStore, self.store), self.clock, guard, self.signer)
+
+    @functools.cached_property
+    def creates(self) -> CreateService:
+        """Create with an ``Idempotency-Key`` and a ``callback_url``."""
+        hooks = cast(HookStore, self.store)
+        return CreateService(self.tasks, self.store, hooks, self.webhooks, self.clock)
+
+    def deliverer(self) -> Deliverer:
+        """A webhook delivery loop over the outbox, configured by the settings."""
+        settings = self.settings
+        config = DeliveryConfig(
+            timeout=settings.webhook_timeout,
+            retry_base=settings.webhook_retry_base,
+            poll_interval=settings.webhook_poll_interval,
+        )
+        return Deliverer(
+            cast(HookStore, self.store),
+            self.webhooks.guard,
+            self.clock,
+            video_url=self.tasks.blob_url,
+            callback_secret=self.webhooks.callback_secret,
+            config=config,
+        )
 
     def wake(self) -> None:
         """Tell this process's local and remote workers that work may be waiting."""
@@ -119,6 +169,12 @@ class Components:
         if self.listener is not None:
             listening = asyncio.create_task(self.listener.run(self.wake))
         remote = self.running = self.remote(worker.id, worker.models)
+        cancels = self.cancels or Cancels(self.store, self.clock)
+        stoppers = [worker.cancel] + ([remote.cancel] if remote is not None else [])
+        for stopper in stoppers:
+            cancels.subscribe(stopper)
+        reading = asyncio.create_task(cancels.run(), name="cancel log")
+        delivering = asyncio.create_task(self.deliverer().run(stop), name="webhook deliveries")
         try:
             if remote is None:
                 await worker.run(stop)
@@ -127,6 +183,16 @@ class Components:
             else:
                 await asyncio.gather(worker.run(stop), remote.run(stop))
         finally:
+            # The loop ends by itself on ``stop``, once its attempts in flight are recorded.
+            await asyncio.wait({delivering}, timeout=self.settings.webhook_timeout + 5)
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            for stopper in stoppers:
+                cancels.unsubscribe(stopper)
             if listening is not None:
                 listening.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -190,6 +256,7 @@ def build(
         wakeup.notify()
         remote_wakeup.notify()
 
+    cancels = Cancels(store, clock, interval=settings.cancel_check)
     tasks = TaskService(
         store,
         blobs,
@@ -200,6 +267,7 @@ def build(
         url_ttl=settings.url_ttl,
         max_image_bytes=settings.max_upload_bytes,
         wake=wake,
+        on_cancel=cancels.notify,
     )
     listener = None
     if settings.database_url.startswith(("postgresql://", "postgres://")):
@@ -222,4 +290,5 @@ def build(
         config,
         providers,
         remote_wakeup,
+        cancels=cancels,
     )

@@ -105,6 +105,15 @@ def test_the_seed_loop_gets_a_rehosted_video(deployment: Deployment, tmp_path: P
                 assert video.status_code == 200
                 width, height, frames = decode(video.content, tmp_path)
                 assert frames == 4 * 24 and width > height
+                # The same video with the key (S3: a redirect to the bucket), and the
+                # thumbnail made when the re-host ended, at the video's size.
+                content = f"/v1/videos/{task_id}/content"
+                assert client.get(content, follow_redirects=True).content == video.content
+                thumbnail = client.get(
+                    content, params={"variant": "thumbnail"}, follow_redirects=True
+                )
+                assert thumbnail.status_code == 200, thumbnail.text
+                assert Image.open(io.BytesIO(thumbnail.content)).size == (width, height)
             refusal = seed_loop(client, refused, timeout=30)[-1]
             assert refusal["status"] == "FAILED"
             assert refusal["error"]["code"] == "content_rejected"

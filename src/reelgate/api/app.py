@@ -17,7 +17,22 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelgate import __version__
-from reelgate.api import bench, callbacks, docs, errors, files, health, videos
+from reelgate.api import (
+    bench,
+    callbacks,
+    content,
+    docs,
+    errors,
+    files,
+    health,
+    listing,
+    videos,
+    webhooks,
+)
+from reelgate.api.dialects import ark as ark_dialect
+from reelgate.api.dialects import openai as openai_dialect
+from reelgate.api.events import router as events_router
+from reelgate.api.lifecycle import router as lifecycle_router
 from reelgate.api.middleware import BodyLimit, RequestId
 from reelgate.api.server import Peers
 from reelgate.wiring import Components
@@ -55,6 +70,7 @@ def create_app(
     of the process that runs one.
     """
     with_worker = embedded_worker and components.settings.workers > 0
+    hub = components.event_hub()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +79,7 @@ def create_app(
             await on_ready(components)
         stop = asyncio.Event()
         running: asyncio.Task[None] | None = None
+        feeding = asyncio.create_task(hub.run(), name="task events")  # streams' one reader
         if with_worker:
             if peers is not None:
                 peers.attach(components.wake)
@@ -80,6 +97,9 @@ def create_app(
             yield
         finally:
             stop.set()
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeding
             if with_worker and peers is not None:
                 peers.detach()
             try:
@@ -108,11 +128,21 @@ def create_app(
     state.renderers = components.renderers
     state.config = components.config
     state.hint = components.hint
+    state.creates = components.creates
+    state.webhooks = components.webhooks
+    state.events = hub
     state.wake_peers = peers.notify if peers is not None and not with_worker else _nothing
     app.include_router(videos.router)
+    app.include_router(lifecycle_router)
+    app.include_router(events_router)
+    app.include_router(listing.router)
+    app.include_router(content.router)
+    app.include_router(webhooks.router)
     app.include_router(files.router)
     app.include_router(callbacks.router)
     app.include_router(health.router)
+    app.include_router(ark_dialect.router)
+    app.include_router(openai_dialect.router)
     app.include_router(docs.router)
     if components.settings.bench_routes:
         app.include_router(bench.router)

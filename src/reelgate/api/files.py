@@ -1,9 +1,14 @@
-"""The signed download route for files kept in local storage (videos, input images)."""
+"""The signed download route for files kept in local storage (videos, input images).
+
+``serve_file`` serves a stored file with Range, ETag and HEAD; the content route
+(``api/content.py``) serves its videos and thumbnails through it too.
+"""
 
 from __future__ import annotations
 
 import mimetypes
 import re
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
@@ -37,6 +42,15 @@ async def download(
     path = blobs.local_path(key)
     if path is None or not path.is_file():
         raise NotFound("this video is no longer stored")
+    return serve_file(request, path, key)
+
+
+def serve_file(request: Request, path: Path, key: str, *, revalidate: bool = False) -> Response:
+    """The stored file at ``path`` (blob ``key``): GET or HEAD, with Range, ETag, length.
+
+    Shared by the signed ``/files`` route and ``GET /v1/videos/{id}/content``. With
+    ``revalidate``, an ``If-None-Match`` that names the file's ETag gets ``304``.
+    """
     stat = path.stat()
     ttl = request.app.state.settings.url_ttl
     # Videos (videos/<task>.<attempt>.mp4) download as <task>.mp4; input images, handed
@@ -52,6 +66,10 @@ async def download(
         content_disposition_type="inline",
         headers={"Cache-Control": f"private, max-age={ttl}"},
     )
+    etag = response.headers.get("etag")
+    if revalidate and etag is not None and _names(request.headers.get("if-none-match"), etag):
+        kept = {k: v for k, v in response.headers.items() if k in _NOT_MODIFIED_HEADERS}
+        return Response(status_code=304, headers=kept)
     header = request.headers.get("range")
     if_range = request.headers.get("if-range")
     if if_range is not None and if_range not in (
@@ -77,6 +95,17 @@ async def download(
         headers.append((b"range", f"bytes={wanted[0]}-{wanted[1]}".encode("latin-1")))
     request.scope["headers"] = headers
     return response
+
+
+_NOT_MODIFIED_HEADERS = ("etag", "last-modified", "cache-control", "content-disposition")
+
+
+def _names(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weakly compared) or is ``*``."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 def single_range(header: str, size: int) -> tuple[int, int] | None:

@@ -12,7 +12,7 @@ import json
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -22,13 +22,16 @@ from reelgate.api.middleware import REQUEST_ID, log_unexpected, new_request_id, 
 from reelgate.config import Config
 from reelgate.domain.catalog import DEFAULT_SECONDS, SIZES
 from reelgate.domain.errors import ReelgateError
+from reelgate.domain.status import Status
 from reelgate.domain.task import Task
+from reelgate.services.idempotency import CreateService
 from reelgate.services.keys import KeyService
 from reelgate.services.tasks import TaskService
 
 router = APIRouter()
 
 RETRIEVE_PREFIX = "/v1/videos/"
+IDEMPOTENCY_HEADER = "idempotency-key"
 _ENCODER = json.JSONEncoder(separators=(",", ":"))  # what json.dumps makes per call, made once
 _string = encode_basestring_ascii  # a str as JSON, exactly as json.dumps writes it
 _AUTHORIZATION = b"authorization"
@@ -101,21 +104,58 @@ def _number(value: object) -> str:
 
 
 @router.post("/v1/videos", summary="Create a video task")
-async def create_video(request: Request, owner: str = Depends(current_owner)) -> Response:
+async def create_video(
+    request: Request,
+    owner: str = Depends(current_owner),
+    idempotency_key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        description="The same key with the same request answers with the same task for "
+        "24 hours; with another request: 409 idempotency_key_reused.",
+    ),
+) -> Response:
     tasks: TaskService = request.app.state.tasks
+    creates: CreateService = request.app.state.creates
     fields, image = await read_create_body(request)
-    task = await tasks.create(owner, fields, image)
+    key = request.headers.get(IDEMPOTENCY_HEADER)  # as sent (also when empty)
+    created = await creates.create(owner, fields, image, idempotency_key=key)
+    if created.replayed:  # the first request's answer, again (docs/api.md, Idempotency-Key)
+        response = json_response(created_body(created.task))
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
     request.app.state.wake_peers()  # the worker may run in another API process
-    body = video_body(task, tasks)
+    body = video_body(created.task, tasks)
     del body["completed_at"]
     return json_response(body)
 
 
+def created_body(task: Task) -> dict[str, Any]:
+    """The answer a create gave for ``task``: queued, at progress 0."""
+    return {
+        "id": task.id,
+        "task_id": task.id,
+        "object": "video",
+        "model": task.spec.model,
+        "status": Status.SUBMITTED.value,
+        "progress": 0,
+        "created_at": int(task.created_at),
+    }
+
+
 @router.get("/v1/videos/{task_id}", summary="Retrieve a video task")
 async def retrieve_video(
-    task_id: str, request: Request, owner: str = Depends(current_owner)
+    task_id: str,
+    request: Request,
+    owner: str = Depends(current_owner),
+    wait: str | None = Query(
+        None, description="long-poll: answer once the task changes, or after this many seconds"
+    ),
 ) -> Response:
     tasks: TaskService = request.app.state.tasks
+    if wait is not None:
+        from reelgate.api.events import long_poll  # it builds on this module
+
+        return await long_poll(request, owner, task_id, wait)
     return json_response(video_body(await tasks.get(owner, task_id), tasks))
 
 
@@ -133,7 +173,17 @@ def retrieve_id(scope: Scope) -> str | None:
     task_id = path[len(RETRIEVE_PREFIX) :]
     if not task_id or "/" in task_id:
         return None
+    query: bytes = scope.get("query_string", b"")
+    if query and _WAIT in query and _long_poll(query):
+        return None  # ``?wait=N``: the long-poll, behind FastAPI
     return task_id
+
+
+_WAIT = b"wait"
+
+
+def _long_poll(query: bytes) -> bool:
+    return any(part.split(b"=", 1)[0] == _WAIT for part in query.split(b"&"))
 
 
 class Retrieve:

@@ -6,7 +6,8 @@
     ├── InvalidRequest            400, the client sent something we refuse
     │   ├── InvalidParameter      400 InvalidParameter, names the param
     │   ├── MissingParameter      400 MissingParameter, names the param
-    │   └── UnsupportedTaskType   400 InvalidParameter, r2v on a text-only model
+    │   ├── UnsupportedTaskType   400 InvalidParameter, r2v on a text-only model
+    │   └── HostUnresolvable      400 InvalidParameter, a webhook URL's host does not resolve
     ├── TaskNotFound              400 task_not_exist (unknown id or another owner's)
     ├── AuthenticationError       401
     ├── Forbidden                 403 (bad or expired signed URL)
@@ -16,7 +17,10 @@
     ├── RateLimited               429
     ├── Conflict                  state-machine refusals
     │   ├── IllegalTransition     the status machine forbids the move
-    │   └── LeaseLost             the worker no longer owns the task
+    │   ├── LeaseLost             the worker no longer owns the task
+    │   ├── ContentNotReady       409 video_not_ready: a task's content before SUCCESS
+    │   ├── TaskNotCancellable    409 task_not_cancellable: the task already finished
+    │   └── IdempotencyConflict   409 idempotency_key_reused: the key came with another request
     ├── Unavailable               503 (the database or storage is away)
     ├── RenderError               a renderer could not finish
     │   └── RenderRejected        the renderer rejected the input (task ends FAILED)
@@ -66,6 +70,10 @@ class MissingParameter(InvalidRequest):
 
 class UnsupportedTaskType(InvalidParameter):
     """An image was given to a model that only does text-to-video."""
+
+
+class HostUnresolvable(InvalidParameter):
+    """A webhook URL's host does not resolve (now): at delivery, a reason to retry later."""
 
 
 class TaskNotFound(ReelgateError):
@@ -133,6 +141,24 @@ class LeaseLost(Conflict):
     """The worker's lease on a task expired or was taken by another worker."""
 
     code = "lease_lost"
+
+
+class ContentNotReady(Conflict):
+    """A task's video (or thumbnail) was asked for before the task ended SUCCESS."""
+
+    code = "video_not_ready"
+
+
+class TaskNotCancellable(Conflict):
+    """A cancel of a task that already finished (SUCCESS, FAILED or ERROR)."""
+
+    code = "task_not_cancellable"
+
+
+class IdempotencyConflict(Conflict):
+    """An ``Idempotency-Key`` already used (within 24 hours) with a different request."""
+
+    code = "idempotency_key_reused"
 
 
 class Unavailable(ReelgateError):

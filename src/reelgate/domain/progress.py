@@ -37,3 +37,13 @@ def learn(previous: float | None, took: float) -> float:
     if previous is None:
         return took
     return previous + LEARNING_RATE * (took - previous)
+
+
+# A heartbeat records a ``progress`` event when its progress crosses a multiple of this
+# (at most 100 / PROGRESS_STEP events per task), so that streams see the steps.
+PROGRESS_STEP = 5
+
+
+def progress_stepped(before: int, after: int) -> bool:
+    """Whether a progress change from ``before`` to ``after`` is worth an event."""
+    return after // PROGRESS_STEP > before // PROGRESS_STEP

@@ -14,6 +14,7 @@ from reelgate.domain.catalog import (
     Catalog,
 )
 from reelgate.domain.errors import InvalidParameter, MissingParameter, TaskNotFound
+from reelgate.domain.sizes import is_pixels, parse_pixels
 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 FIELDS = ("prompt", "model", "seconds", "size", "resolution", "input_reference")
@@ -81,7 +82,11 @@ def parse_create(
     spec = catalog.get(model)
     seconds = _integer(fields, "seconds", DEFAULT_SECONDS)
     size = _text(fields, "size") or DEFAULT_SIZE
-    resolution = _text(fields, "resolution") or DEFAULT_RESOLUTION
+    resolution = _text(fields, "resolution")
+    if is_pixels(size):  # 1280x720: the nearest ratio; an explicit resolution wins
+        mapped = parse_pixels(size, spec.resolutions)
+        size, resolution = mapped.ratio, resolution or mapped.resolution
+    resolution = resolution or DEFAULT_RESOLUTION
     spec.check(seconds=seconds, size=size, resolution=resolution, has_image=has_image)
     return CreateRequest(model, prompt, seconds, size, resolution)
 

@@ -11,7 +11,8 @@ machine") is a projection of the phase, so the two can never disagree::
     (remote: intent    (upstream id    (streaming the upstream
      recorded)          known)          video into our storage)
 
-    Any phase but DONE may also end in DONE as FAILED or ERROR.
+    Any phase but DONE may also end in DONE as FAILED or ERROR; a cancel is such a
+    move (FAILED, error code ``cancelled``) from any phase in ``CANCELLABLE``.
 
 QUEUED and SUBMITTING show as SUBMITTED; RENDERING, WATCHING and REHOSTING as
 IN_PROGRESS; DONE shows the terminal status it ended with. ``MOVES`` is the only
@@ -83,6 +84,14 @@ MOVES: dict[Phase, frozenset[Phase]] = {
 
 # Only these phases can end in SUCCESS: a video exists there.
 SUCCEEDS_FROM = frozenset({Phase.RENDERING, Phase.REHOSTING})
+
+# Cancellation: from every phase that is not DONE, one move to DONE as FAILED with
+# error code ``CANCELLED`` (one conditional statement naming all these phases). A
+# finished task cannot be cancelled.
+CANCELLABLE = frozenset(phase for phase, targets in MOVES.items() if Phase.DONE in targets)
+CANCELLED = "cancelled"
+CANCELLED_MESSAGE = "the task was cancelled"
+CANCELLED_STATUS = Status.FAILED
 
 
 def _wire_moves() -> dict[Status, frozenset[Status]]:

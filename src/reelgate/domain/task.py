@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, replace
 
 from reelgate.domain.progress import estimate
-from reelgate.domain.status import Phase, Status, check_move, check_transition
+from reelgate.domain.status import CANCELLED, Phase, Status, check_move, check_transition
 
 ID_PREFIX = "task_"
 
@@ -63,6 +63,11 @@ class Task:
     @property
     def terminal(self) -> bool:
         return self.status.terminal
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the task ended by a cancel (FAILED, error code ``cancelled``)."""
+        return self.phase is Phase.DONE and self.error_code == CANCELLED
 
     def shown_progress(self, now: float) -> int:
         """The progress a client sees: stored, or estimated for an upstream that reports none.

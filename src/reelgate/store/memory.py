@@ -7,30 +7,35 @@ all three), including conditional status changes and lease checks.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from reelgate.domain.errors import Conflict, IllegalTransition, LeaseLost, NotFound
-from reelgate.domain.progress import learn
+from reelgate.domain.listing import Cursor, ListQuery, Page, beyond, page_of
+from reelgate.domain.progress import learn, progress_stepped
 from reelgate.domain.routing import Candidate, assign, first_free
 from reelgate.domain.status import Phase, Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.ports import Claimed, Move
 from reelgate.store import sql
+from reelgate.store.hooks_memory import MemoryHooks
 from reelgate.store.sql import MOVABLE
 
 
-class MemoryStore:
+class MemoryStore(MemoryHooks):
     """``TaskStore`` in dictionaries; nothing survives the process."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._events: list[Event] = []
+        self._seq = 0
         self._keys: dict[str, ApiKey] = {}
         self._lock = asyncio.Lock()
         self._pollers: dict[str, float] = {}
         self._durations: dict[tuple[str, str, int, str], float] = {}
+        self._cancels: list[tuple[float, str]] = []  # (when, task id), for cancelled_since
 
     async def migrate(self) -> None:
         return None
@@ -45,11 +50,11 @@ class MemoryStore:
         return None
 
     def _record(self, task: Task, detail: str | None) -> None:
+        self._seq += 1  # never reused, even when events are deleted
         self._events.append(
-            Event(
-                task.id, len(self._events) + 1, task.updated_at, task.status, task.progress, detail
-            )
+            Event(task.id, self._seq, task.updated_at, task.status, task.progress, detail)
         )
+        self._outbox(self._events[-1], task)  # the webhook outbox, as the SQL trigger writes it
 
     async def create_task(self, task: Task) -> None:
         async with self._lock:
@@ -105,14 +110,16 @@ class MemoryStore:
         self, task_id: str, *, worker: str, now: float, lease_seconds: float, progress: int
     ) -> Task:
         async with self._lock:
-            task = self._leased(task_id, worker)
+            before = self._leased(task_id, worker)
             task = replace(
-                task,
-                progress=max(task.progress, progress),
+                before,
+                progress=max(before.progress, progress),
                 lease_until=now + lease_seconds,
                 updated_at=now,
             )
             self._tasks[task_id] = task
+            if progress_stepped(before.progress, task.progress):
+                self._record(task, "progress")
             return task
 
     async def finish_task(
@@ -182,6 +189,28 @@ class MemoryStore:
 
     async def list_events(self, task_id: str) -> list[Event]:
         return [event for event in self._events if event.task_id == task_id]
+
+    async def events_after(self, task_id: str, after: int, *, limit: int = 100) -> list[Event]:
+        found = [e for e in self._events if e.task_id == task_id and e.seq > after]
+        return found[:limit]
+
+    async def event_feed(self, after: int, *, limit: int = 1000) -> list[tuple[int, str]]:
+        start = bisect.bisect_right(self._events, after, key=lambda e: e.seq)
+        return [(e.seq, e.task_id) for e in self._events[start : start + limit]]
+
+    async def last_event(self) -> int:
+        return self._seq
+
+    async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
+        found = [
+            task
+            for task in self._tasks.values()
+            if task.owner == owner
+            and query.matches(task)
+            and beyond(task, cursor, query.descending)
+        ]
+        found.sort(key=lambda t: (t.created_at, t.id), reverse=query.descending)
+        return page_of(found[: query.limit + 1], query.limit)
 
     # remote tasks ------------------------------------------------------------
 
@@ -325,6 +354,23 @@ class MemoryStore:
     ) -> None:
         key = (provider, model, seconds, resolution)
         self._durations[key] = learn(self._durations.get(key), took)
+
+    async def cancel_task(self, task_id: str, *, now: float) -> Task:
+        async with self._lock:
+            task = self._move(sql.cancel_move(task_id, now))
+            self._cancels.append((now, task_id))
+            forgotten = now - sql.CANCEL_LOG_SECONDS
+            self._cancels = [(at, tid) for at, tid in self._cancels if at >= forgotten]
+            return task
+
+    async def cancelled_since(self, since: float) -> list[str]:
+        return [task_id for at, task_id in self._cancels if at >= since]
+
+    async def delete_task(self, task_id: str) -> bool:
+        async with self._lock:
+            self._events = [event for event in self._events if event.task_id != task_id]
+            self._forget_hooks(task_id)
+            return self._tasks.pop(task_id, None) is not None
 
     async def add_key(self, key: ApiKey) -> None:
         self._keys[key.id] = key

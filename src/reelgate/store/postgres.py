@@ -26,15 +26,19 @@ from reelgate.domain.errors import (
     ReelgateError,
     Unavailable,
 )
+from reelgate.domain.listing import Cursor, ListQuery, Page, page_of
+from reelgate.domain.progress import PROGRESS_STEP
 from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.ports import Claimed, Move
 from reelgate.store import sql
+from reelgate.store.hooks_postgres import PostgresHooks
 
 log = logging.getLogger("reelgate.store")
 _MIGRATION_LOCK = 0x7265656C  # "reel"
 CHANNEL = "reelgate_tasks"
+EVENTS_CHANNEL = "reelgate_events"  # migration 0004's trigger: one task id per event
 
 _PICK = """SELECT id FROM tasks WHERE {claimable}{models}
 ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED"""
@@ -69,7 +73,13 @@ _Q = {
     ),
     "claim": _claim_sql(False),
     "claim_models": _claim_sql(True),
-    "heartbeat": sql.for_psycopg(sql.HEARTBEAT.format(greatest="GREATEST")),
+    "heartbeat": sql.for_psycopg(f"""
+WITH b AS (SELECT progress FROM tasks WHERE id = :id),
+t AS ({sql.HEARTBEAT.format(greatest="GREATEST")}),
+e AS (INSERT INTO task_events (task_id, at, status, progress, detail)
+      SELECT t.id, t.updated_at, t.status, t.progress, 'progress' FROM t, b
+      WHERE t.progress / {PROGRESS_STEP} > b.progress / {PROGRESS_STEP})
+SELECT {sql.TASK_COLUMNS} FROM t"""),
     "finish": _recorded(sql.FINISH, "error_code"),
     "release": _recorded(sql.RELEASE, "'released'", notify=True),
     "expire": _recorded(sql.EXPIRE, "error_code"),
@@ -78,6 +88,9 @@ _Q = {
         for name, text in {
             "select_task": sql.SELECT_TASK,
             "select_events": sql.SELECT_EVENTS,
+            "events_after": sql.SELECT_EVENTS_AFTER,
+            "event_feed": sql.SELECT_EVENT_FEED,
+            "last_event": sql.SELECT_LAST_EVENT,
             "insert_key": sql.INSERT_KEY,
             "key_by_hash": sql.SELECT_KEY_BY_HASH,
             "keys": sql.SELECT_KEYS,
@@ -93,6 +106,11 @@ _Q = {
             "upstream_ids": sql.UPSTREAM_IDS,
             "select_duration": sql.SELECT_DURATION,
             "learn_duration": sql.LEARN_DURATION,
+            "cancels": sql.SELECT_CANCELS,
+            "delete_events": sql.DELETE_EVENTS,
+            "delete_task_keys": sql.DELETE_TASK_KEYS,
+            "delete_task_callback": sql.DELETE_TASK_CALLBACK,
+            "delete_task": sql.DELETE_TASK,
         }.items()
     },
 }
@@ -153,6 +171,18 @@ async def _move(conn: Any, move: Move) -> Task:
 _WIDTH = len(sql.TASK_COLUMNS.split(","))
 
 
+def _cancel_sql(move: str) -> str:
+    """The cancel ``move`` as one statement that records its event, logs the cancel for
+    ``cancelled_since`` and prunes the log."""
+    return sql.for_psycopg(f"""
+WITH t AS ({move}),
+e AS (INSERT INTO task_events (task_id, at, status, progress, detail)
+      SELECT id, updated_at, status, progress, :m_detail FROM t),
+c AS (INSERT INTO cancels (task_id, at) SELECT id, updated_at FROM t),
+p AS (DELETE FROM cancels WHERE at < :forgotten)
+SELECT {sql.TASK_COLUMNS} FROM t""")
+
+
 class PostgresListener:
     """Calls ``wake`` whenever a task becomes claimable, through LISTEN/NOTIFY.
 
@@ -182,7 +212,35 @@ class PostgresListener:
             delay = min(delay * 2, 10.0)
 
 
-class PostgresStore:
+class PostgresEventListener:
+    """Tells an API process which tasks got events, through LISTEN on ``EVENTS_CHANNEL``.
+
+    Migration 0004's trigger notifies every recorded event's task id at commit. After
+    each (re)connection it reports ``None`` (any task may have changed meanwhile).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def run(self, changed: Callable[[str | None], None]) -> None:
+        """Listen until cancelled."""
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    delay = 0.5
+                    changed(None)
+                    async for notification in conn.notifies():
+                        changed(notification.payload)
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s: %s; reconnecting in %.1fs", EVENTS_CHANNEL, exc, delay)
+            changed(None)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class PostgresStore(PostgresHooks):
     """``TaskStore`` over a PostgreSQL database, through a connection pool.
 
     Connections run in autocommit mode: reads are one round trip, and every write
@@ -345,6 +403,23 @@ class PostgresStore:
         rows = await self._rows(_Q["select_events"], {"task_id": task_id})
         return [sql.event_from_row(row) for row in rows]
 
+    async def events_after(self, task_id: str, after: int, *, limit: int = 100) -> list[Event]:
+        params = {"task_id": task_id, "after": after, "limit": limit}
+        return [sql.event_from_row(row) for row in await self._rows(_Q["events_after"], params)]
+
+    async def event_feed(self, after: int, *, limit: int = 1000) -> list[tuple[int, str]]:
+        """Events after ``after`` in ``seq`` order; one committed late may carry a lower
+        ``seq`` than one already read, so streams here are woken by NOTIFY instead."""
+        rows = await self._rows(_Q["event_feed"], {"after": after, "limit": limit})
+        return [(seq, task_id) for seq, task_id in rows]
+
+    async def last_event(self) -> int:
+        return int((await self._rows(_Q["last_event"], {}))[0][0])
+
+    async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
+        statement, params = sql.list_statement(owner, query, cursor)
+        return page_of(await self._tasks(sql.for_psycopg(statement), params), query.limit)
+
     # remote tasks ------------------------------------------------------------
 
     async def move(self, move: Move) -> Task:
@@ -429,6 +504,25 @@ class PostgresStore:
     ) -> None:
         params = sql.learn_params(provider, model, seconds, resolution, took)
         await self._rows(_Q["learn_duration"], params)
+
+    # cancel and delete -----------------------------------------------------
+
+    async def cancel_task(self, task_id: str, *, now: float) -> Task:
+        statement, params = sql.move_statement(sql.cancel_move(task_id, now), greatest="GREATEST")
+        params["forgotten"] = now - sql.CANCEL_LOG_SECONDS
+        tasks = await self._tasks(_cancel_sql(statement), params)
+        if not tasks:
+            raise IllegalTransition(f"task {task_id} is finished or unknown: not cancellable")
+        return tasks[0]
+
+    async def cancelled_since(self, since: float) -> list[str]:
+        return [row[0] for row in await self._rows(_Q["cancels"], {"since": since})]
+
+    async def delete_task(self, task_id: str) -> bool:
+        async with self._connection() as conn, conn.transaction():
+            for name in ("delete_events", "delete_task_keys", "delete_task_callback"):
+                await conn.execute(_Q[name], {"id": task_id})
+            return bool(await _fetch(conn, _Q["delete_task"], {"id": task_id}))
 
     # keys ------------------------------------------------------------------
 

@@ -14,10 +14,18 @@ from importlib import resources
 from typing import Any
 
 from reelgate.domain.errors import Conflict, InvalidParameter, ReelgateError, Unavailable
+from reelgate.domain.listing import Cursor, ListQuery
 from reelgate.domain.progress import LEARNING_RATE
 from reelgate.domain.request import storable_text
 from reelgate.domain.routing import Candidate, Pick, Route, first_free
-from reelgate.domain.status import Phase, Status
+from reelgate.domain.status import (
+    CANCELLABLE,
+    CANCELLED,
+    CANCELLED_MESSAGE,
+    CANCELLED_STATUS,
+    Phase,
+    Status,
+)
 from reelgate.domain.task import ApiKey, Event, Task, TaskSpec
 from reelgate.ports import Move
 
@@ -175,6 +183,33 @@ ON CONFLICT (provider, model, seconds, resolution) DO UPDATE SET
     mean = durations.mean + :rate * (:took - durations.mean), samples = durations.samples + 1
 """
 
+# Cancel and delete ---------------------------------------------------------------------
+
+# The log of cancellations that worker processes read (``cancelled_since``), kept a day.
+INSERT_CANCEL = "INSERT INTO cancels (task_id, at) VALUES (:m_id, :m_now)"
+PRUNE_CANCELS = "DELETE FROM cancels WHERE at < :forgotten"
+SELECT_CANCELS = "SELECT task_id FROM cancels WHERE at >= :since ORDER BY seq"
+CANCEL_LOG_SECONDS = 86400.0
+DELETE_EVENTS = "DELETE FROM task_events WHERE task_id = :id"
+# What else names a deleted task: a replayed Idempotency-Key must not find it, nor a
+# callback URL outlive it (its deliveries stay: the owner's log of what was sent).
+DELETE_TASK_KEYS = "DELETE FROM idempotency_keys WHERE task_id = :id"
+DELETE_TASK_CALLBACK = "DELETE FROM task_callbacks WHERE task_id = :id"
+DELETE_TASK = "DELETE FROM tasks WHERE id = :id RETURNING id"
+
+
+def cancel_move(task_id: str, now: float) -> Move:
+    """The one conditional move that cancels a task: any phase but DONE -> DONE, FAILED."""
+    return Move(
+        task_id,
+        CANCELLABLE,
+        Phase.DONE,
+        now,
+        outcome=CANCELLED_STATUS,
+        fields={"error_code": CANCELLED, "error_message": CANCELLED_MESSAGE},
+        detail=CANCELLED,
+    )
+
 
 def move_statement(move: Move, *, greatest: str) -> tuple[str, dict[str, Any]]:
     """The conditional UPDATE of ``move`` (RETURNING the task), generated from the machine.
@@ -225,10 +260,57 @@ def move_statement(move: Move, *, greatest: str) -> tuple[str, dict[str, Any]]:
     return f"UPDATE tasks SET {assignments} WHERE {where} RETURNING {TASK_COLUMNS}", params
 
 
+def list_statement(
+    owner: str, query: ListQuery, cursor: Cursor | None
+) -> tuple[str, dict[str, Any]]:
+    """The keyset read of one page of ``owner``'s tasks (one row more than the page).
+
+    Backed by the index ``tasks_owner_listing (owner, created_at, id)``: the owner is
+    its equality prefix, the cursor a row-value range on the rest, and the ORDER BY its
+    order (or its reverse), so a page reads ``limit + 1`` index entries from the cursor
+    on, however deep. The filters are checked on the rows the scan meets.
+    """
+    direction, beyond = ("DESC", "<") if query.descending else ("ASC", ">")
+    where = ["owner = :owner"]
+    params: dict[str, Any] = {"owner": owner, "limit": query.limit + 1}
+    if cursor is not None:
+        where.append(f"(created_at, id) {beyond} (:cursor_at, :cursor_id)")
+        params.update(cursor_at=cursor[0], cursor_id=cursor[1])
+    if query.status is not None:
+        where.append("status = :status")
+        params["status"] = query.status.value
+    if query.model is not None:
+        where.append("model = :model")
+        params["model"] = query.model
+    if query.created_after is not None:
+        where.append("created_at >= :created_after")
+        params["created_after"] = query.created_after
+    if query.created_before is not None:
+        where.append("created_at < :created_before")
+        params["created_before"] = query.created_before
+    statement = (
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at {direction}, id {direction} LIMIT :limit"
+    )
+    return statement, params
+
+
 SELECT_EVENTS = """
 SELECT task_id, seq, at, status, progress, detail FROM task_events
 WHERE task_id = :task_id ORDER BY seq
 """
+
+# A task's events after a cursor (the ``seq`` of the last one seen), for streams.
+SELECT_EVENTS_AFTER = """
+SELECT task_id, seq, at, status, progress, detail FROM task_events
+WHERE task_id = :task_id AND seq > :after ORDER BY seq LIMIT :limit
+"""
+# Every task's events after a global cursor: (seq, task_id), what changed since. In
+# commit order where writes are serialised (SQLite); PostgreSQL readers use NOTIFY.
+SELECT_EVENT_FEED = """
+SELECT seq, task_id FROM task_events WHERE seq > :after ORDER BY seq LIMIT :limit
+"""
+SELECT_LAST_EVENT = "SELECT COALESCE(MAX(seq), 0) FROM task_events"
 
 INSERT_KEY = f"""
 INSERT INTO api_keys ({KEY_COLUMNS})

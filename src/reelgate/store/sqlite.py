@@ -31,11 +31,14 @@ from reelgate.domain.errors import (
     ReelgateError,
     Unavailable,
 )
+from reelgate.domain.listing import Cursor, ListQuery, Page, page_of
+from reelgate.domain.progress import progress_stepped
 from reelgate.domain.routing import assign, first_free
 from reelgate.domain.status import Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.ports import Claimed, Move
 from reelgate.store import sql
+from reelgate.store.hooks_sqlite import SqliteHooks
 
 T = TypeVar("T")
 log = logging.getLogger("reelgate.store")
@@ -70,12 +73,13 @@ ORDER BY created_at LIMIT :limit"""
 
 
 _HEARTBEAT = sql.HEARTBEAT.format(greatest="MAX")
+_PROGRESS = "SELECT progress FROM tasks WHERE id = :id"
 _RECORD_MIGRATION = (
     "INSERT INTO schema_migrations VALUES (?, (julianday('now') - 2440587.5) * 86400.0)"
 )
 
 
-class SqliteStore:
+class SqliteStore(SqliteHooks):
     """``TaskStore`` over one SQLite file."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
@@ -223,7 +227,18 @@ class SqliteStore:
         params = sql.lease_params(
             task_id, worker, now, lease_until=now + lease_seconds, progress=progress
         )
-        return await self._leased(_HEARTBEAT, params, record=False)
+
+        def run(conn: sqlite3.Connection) -> Task:
+            before = conn.execute(_PROGRESS, params).fetchone()
+            row = conn.execute(_HEARTBEAT, params).fetchone()
+            if row is None:
+                raise LeaseLost(f"worker {worker} no longer holds task {task_id}")
+            task = sql.task_from_row(row)
+            if before is not None and progress_stepped(before[0], task.progress):
+                conn.execute(sql.INSERT_EVENT, sql.event_params(task, "progress"))
+            return task
+
+        return await self._write(run)
 
     async def finish_task(
         self,
@@ -286,6 +301,23 @@ class SqliteStore:
     async def list_events(self, task_id: str) -> list[Event]:
         rows = self._read(sql.SELECT_EVENTS, {"task_id": task_id})
         return [sql.event_from_row(row) for row in rows]
+
+    async def events_after(self, task_id: str, after: int, *, limit: int = 100) -> list[Event]:
+        params = {"task_id": task_id, "after": after, "limit": limit}
+        return [sql.event_from_row(row) for row in self._read(sql.SELECT_EVENTS_AFTER, params)]
+
+    async def event_feed(self, after: int, *, limit: int = 1000) -> list[tuple[int, str]]:
+        rows = self._read(sql.SELECT_EVENT_FEED, {"after": after, "limit": limit})
+        return [(seq, task_id) for seq, task_id in rows]
+
+    async def last_event(self) -> int:
+        return int(self._read(sql.SELECT_LAST_EVENT, {})[0][0])
+
+    async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
+        statement, params = sql.list_statement(owner, query, cursor)
+        return page_of(
+            [sql.task_from_row(row) for row in self._read(statement, params)], query.limit
+        )
 
     # remote tasks ------------------------------------------------------------
 
@@ -382,6 +414,30 @@ class SqliteStore:
         params = sql.learn_params(provider, model, seconds, resolution, took)
         await self._write(lambda conn: conn.execute(sql.LEARN_DURATION, params))
 
+    # cancel and delete -----------------------------------------------------
+
+    async def cancel_task(self, task_id: str, *, now: float) -> Task:
+        move = sql.cancel_move(task_id, now)
+
+        def run(conn: sqlite3.Connection) -> Task:
+            task = _move(conn, move)
+            conn.execute(sql.INSERT_CANCEL, {"m_id": task_id, "m_now": now})
+            conn.execute(sql.PRUNE_CANCELS, {"forgotten": now - sql.CANCEL_LOG_SECONDS})
+            return task
+
+        return await self._write(run)
+
+    async def cancelled_since(self, since: float) -> list[str]:
+        return [row[0] for row in self._read(sql.SELECT_CANCELS, {"since": since})]
+
+    async def delete_task(self, task_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            for statement in (sql.DELETE_EVENTS, sql.DELETE_TASK_KEYS, sql.DELETE_TASK_CALLBACK):
+                conn.execute(statement, {"id": task_id})
+            return conn.execute(sql.DELETE_TASK, {"id": task_id}).fetchone() is not None
+
+        return await self._write(run)
+
     # keys ------------------------------------------------------------------
 
     async def add_key(self, key: ApiKey) -> None:
@@ -443,5 +499,13 @@ def _probe_folder(folder: Path, min_free_bytes: int) -> None:
 
 
 def _statements(script: str) -> list[str]:
+    """The statements of ``script``; a trigger's body (``BEGIN … END;``) stays whole."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
-    return [part.strip() for part in "\n".join(lines).split(";") if part.strip()]
+    statements, pending = [], ""
+    for part in "\n".join(lines).split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip().removesuffix(";").strip())
+            pending = ""
+    return statements

@@ -68,6 +68,15 @@ class RemoteRunner:
         self._submitting: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
+    def cancel(self, task_id: str) -> None:
+        """``task_id`` was cancelled: stop watching it and stop it upstream (best effort).
+
+        A submission under way is not cut short (the provider may have the task by
+        then): once its upstream id is known, the submitter finds the task cancelled and
+        cancels it there.
+        """
+        self.watcher.cancel(task_id)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Submit, watch and beat until ``stop``; then hand the watched tasks back."""
         await self._beat()

@@ -49,7 +49,9 @@ from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import Task
 from reelgate.ports import BlobStore, Clock, Move, Renderer, RenderJob, TaskStore
 from reelgate.renderers import RENDER_CRASHED
-from reelgate.services.tasks import output_key
+from reelgate.renderers.thumbnail import store_thumbnail
+from reelgate.services.tasks import output_key, thumbnail_key
+from reelgate.worker.cancels import ended_by_client
 from reelgate.worker.wakeup import LocalWakeup
 
 log = logging.getLogger("reelgate.worker")
@@ -101,6 +103,8 @@ class Worker:
         self._config = config
         self._scratch = config.scratch_dir or Path(tempfile.gettempdir())
         self._running: set[asyncio.Task[None]] = set()
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # task id -> its render, while it runs
+        self._cancelled: set[str] = set()  # renders being stopped because of a cancel
         self._slots = asyncio.Semaphore(config.concurrency)
         models = set(renderers) if config.models is None else config.models & set(renderers)
         self._models = frozenset(models)
@@ -239,10 +243,25 @@ class Worker:
             await asyncio.sleep(self._config.poll_interval)
             return []
 
+    def cancel(self, task_id: str) -> bool:
+        """Stop the render of ``task_id`` at once, if this worker runs it (it was cancelled).
+
+        Its render process is killed and its scratch file deleted; the task is not
+        handed back. False when this worker does not run the task.
+        """
+        job = self._jobs.get(task_id)
+        if job is None or job.done():
+            return False
+        self._cancelled.add(task_id)
+        job.cancel()
+        return True
+
     def _start(self, task: Task) -> None:
         job = asyncio.create_task(self._process(task), name=f"render {task.id}")
         self._running.add(job)
+        self._jobs[task.id] = job
         job.add_done_callback(self._running.discard)
+        job.add_done_callback(lambda _: self._jobs.pop(task.id, None))
         job.add_done_callback(lambda _: self._slots.release())
 
     async def _process(self, task: Task) -> None:
@@ -257,13 +276,28 @@ class Worker:
                 renderer = self._renderers[task.spec.model]
                 async with lease.kept():
                     await renderer.render(job, out_path, lease.progress)
+                    thumbnail = thumbnail_key(task.id, task.attempts)
+                    await store_thumbnail(self._blobs, thumbnail, out_path)
                     await self._blobs.put_file(key, out_path)
             await self._end(lease, task, Status.SUCCESS, output_key=key)
-        except asyncio.CancelledError:  # shutting down: hand the task to another worker
-            await asyncio.shield(lease.release())
-            raise
+            if lease.cancelled:  # cancelled as it finished: no video to keep
+                await self._discard(task)
+        except asyncio.CancelledError:
+            if task.id not in self._cancelled:  # shutting down: hand the task to another worker
+                await asyncio.shield(lease.release())
+                raise
+            self._cancelled.discard(task.id)  # cancelled by its owner: stop, as asked
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await self._discard(task)
+            log.info("task %s cancelled; its render stopped", task.id)
         except LeaseLost:
-            log.warning("lost the lease on %s; another worker has it now", task.id)
+            if await ended_by_client(self._store, task.id):
+                await self._discard(task)
+                log.info("task %s was cancelled; its render stopped", task.id)
+            else:
+                log.warning("lost the lease on %s; another worker has it now", task.id)
         except RenderRejected as exc:
             message = _for_client(exc.message, "the renderer rejected the input")
             await self._end(lease, task, Status.FAILED, code=exc.code, message=message, exc=exc)
@@ -272,6 +306,12 @@ class Worker:
         finally:
             with contextlib.suppress(OSError):  # storage may be away: the probe says so
                 out_path.unlink(missing_ok=True)
+
+    async def _discard(self, task: Task) -> None:
+        """Delete what this attempt of a cancelled task may have stored (best effort)."""
+        for key in (output_key(task.id, task.attempts), thumbnail_key(task.id, task.attempts)):
+            with contextlib.suppress(Exception):
+                await self._blobs.delete(key)
 
     async def _fault(self, lease: _Lease, task: Task, exc: Exception) -> None:
         """Retry a transient fault with backoff; end ERROR for anything else."""
@@ -336,7 +376,8 @@ class Worker:
         try:
             await self._store.move(move)
         except IllegalTransition:
-            log.warning("task %s moved on before this worker could retry it", task.id)
+            if not await ended_by_client(self._store, task.id):
+                log.warning("task %s moved on before this worker could retry it", task.id)
             return
         except Exception:  # the lease expires instead, and a later claim retries the task
             log.exception("task %s: %s (%s); could not put it back", task.id, what, detail)
@@ -435,6 +476,7 @@ class _Lease:
         self._progress = task.progress
         self._written_at = clock()  # the claim has just written the lease
         self._lost: LeaseLost | None = None
+        self.cancelled = False  # the task was found cancelled (or deleted) at the finish
 
     async def progress(self, value: int) -> None:
         if self._lost is not None:
@@ -508,7 +550,11 @@ class _Lease:
                 self._task_id, worker=self._worker, now=self._clock(), status=status, **fields
             )
         except LeaseLost:
-            log.warning("task %s moved on before this worker could finish it", self._task_id)
+            self.cancelled = await ended_by_client(self._store, self._task_id)
+            if self.cancelled:
+                log.info("task %s was cancelled before it could finish", self._task_id)
+            else:
+                log.warning("task %s moved on before this worker could finish it", self._task_id)
             return False
         except Exception:  # the lease expires and another attempt finishes the task
             log.exception("could not record the end of task %s (%s)", self._task_id, status)

@@ -36,6 +36,7 @@ from reelgate.domain.progress import default_expected
 from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import Task
 from reelgate.ports import BlobStore, Claimed, Clock, Move, Provider, TaskStore, UpstreamJob
+from reelgate.worker.cancels import ended_by_client, stop_upstream
 
 log = logging.getLogger("reelgate.submit")
 
@@ -101,7 +102,10 @@ class Submitter:
         try:
             await self._submit(task, claimed.lost)
         except IllegalTransition:
-            log.warning("task %s moved on while it was being submitted", task.id)
+            if await ended_by_client(self._store, task.id):
+                log.info("task %s was cancelled while it was being submitted", task.id)
+            else:
+                log.warning("task %s moved on while it was being submitted", task.id)
         except Exception:
             log.exception("submitting task %s failed; its lease will expire", task.id)
 
@@ -234,7 +238,13 @@ class Submitter:
             try:
                 accepted = await self._store.move(move)
             except IllegalTransition:
-                raise
+                if not await ended_by_client(self._store, task.id):
+                    raise
+                # Cancelled while the request was out: the upstream task must not run on.
+                provider = self._providers.get(task.provider)
+                if provider is not None:
+                    await stop_upstream(provider, upstream_id, task.id)
+                return
             except Exception as exc:  # the database is away: the lease still holds the task
                 error = exc
                 await asyncio.sleep(2**attempt)

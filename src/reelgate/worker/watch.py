@@ -42,13 +42,16 @@ from reelgate.domain.polling import backoff, next_poll
 from reelgate.domain.status import Phase, Status
 from reelgate.domain.task import Task
 from reelgate.ports import BlobStore, Clock, Move, Provider, TaskStore, UpstreamState, UpstreamTask
-from reelgate.services.tasks import output_key
+from reelgate.renderers.thumbnail import store_thumbnail
+from reelgate.services.tasks import output_key, thumbnail_key
+from reelgate.worker.cancels import ended_by_client, stop_upstream
 
 log = logging.getLogger("reelgate.watch")
 
 WATCHING = frozenset({Phase.WATCHING})
 REHOSTING = frozenset({Phase.REHOSTING})
 PROGRESS_STEP = 5  # a provider's progress is written when it rose this much
+CANCELS_KEPT = 10_000  # cancels remembered, for a task handed over after its cancel
 
 
 class Watcher:
@@ -79,6 +82,9 @@ class Watcher:
         self._polls = asyncio.Semaphore(watch.concurrency)
         self._rehosts = asyncio.Semaphore(watch.rehost_concurrency)
         self._visiting: set[asyncio.Task[None]] = set()
+        self._visits: dict[str, asyncio.Task[None]] = {}  # task id -> its visit under way
+        self._cancelled: dict[str, float] = {}  # task id -> when its cancel was handled
+        self._stopping: set[asyncio.Task[None]] = set()
 
     @property
     def held(self) -> int:
@@ -86,6 +92,9 @@ class Watcher:
 
     def hold(self, task: Task, due: float | None = None) -> None:
         """Watch ``task`` from now on; its first look is at ``due`` (default: its own)."""
+        if task.id in self._cancelled:  # its cancel came before its hand-over
+            self._spawn_stop(task)
+            return
         self._schedule(task, due if due is not None else (task.next_check_at or self._clock()))
 
     def _schedule(self, task: Task, when: float) -> None:
@@ -93,6 +102,43 @@ class Watcher:
         self._next[task.id] = when  # an earlier entry in the heap is stale from now on
         heapq.heappush(self._due, (when, next(self._order), task.id))
         self._changed.set()
+
+    def cancel(self, task_id: str) -> None:
+        """``task_id`` was cancelled: stop watching it, end its visit under way, and ask
+        its provider to stop the upstream task (best effort). Idempotent."""
+        now = self._clock()
+        if task_id in self._cancelled:
+            return
+        self._cancelled[task_id] = now
+        if len(self._cancelled) > CANCELS_KEPT:  # forget the oldest half
+            oldest = sorted(self._cancelled, key=self._cancelled.__getitem__)
+            for old in oldest[: CANCELS_KEPT // 2]:
+                del self._cancelled[old]
+        task = self._held.get(task_id)
+        if task is None:
+            return
+        self._forget(task_id)
+        visit = self._visits.pop(task_id, None)
+        if visit is not None:
+            visit.cancel()
+        self._spawn_stop(task)
+
+    def _spawn_stop(self, task: Task) -> None:
+        self._cancelled.setdefault(task.id, self._clock())
+        stop = asyncio.create_task(self._stop(task), name=f"stop {task.id}")
+        self._stopping.add(stop)
+        stop.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, task: Task) -> None:
+        """After a cancel: the upstream task stopped, and a video re-hosted meanwhile deleted."""
+        provider = self._providers.get(task.provider or "")
+        if provider is not None and task.upstream_id is not None:
+            await stop_upstream(provider, task.upstream_id, task.id)
+        if task.phase is Phase.REHOSTING:
+            attempt = max(task.attempts, 1)
+            for key in (output_key(task.id, attempt), thumbnail_key(task.id, attempt)):
+                with contextlib.suppress(Exception):
+                    await self._blobs.delete(key)
 
     def hint(self, task_id: str) -> bool:
         """Look at a held task at once (the provider called back); False if not held."""
@@ -135,6 +181,7 @@ class Watcher:
                 await self._polls.acquire()
                 visit = asyncio.create_task(self._visit(task))
                 self._visiting.add(visit)
+                self._visits[task_id] = visit
                 visit.add_done_callback(self._visited)
         finally:
             for visit in list(self._visiting):
@@ -143,6 +190,8 @@ class Watcher:
 
     def _visited(self, visit: asyncio.Task[None]) -> None:
         self._visiting.discard(visit)
+        for task_id in [t for t, v in self._visits.items() if v is visit]:
+            del self._visits[task_id]
         self._polls.release()
 
     async def _visit(self, task: Task) -> None:
@@ -157,8 +206,13 @@ class Watcher:
             else:
                 await self._poll(task)
         except IllegalTransition:
-            log.info("task %s moved on elsewhere; no longer watching it", task.id)
             self._forget(task.id)
+            if task.id in self._cancelled:
+                return
+            if await ended_by_client(self._store, task.id):  # its cancel notice was missed
+                self._spawn_stop(task)
+            else:
+                log.info("task %s moved on elsewhere; no longer watching it", task.id)
         except Exception:
             log.exception("watching task %s failed; looking again later", task.id)
             self._later(task, self._watch.max_interval)
@@ -341,6 +395,8 @@ class Watcher:
             await provider.download(task.upstream_id, upstream, scratch, limit)
             await asyncio.to_thread(probe_mp4, scratch)
             key = output_key(task.id, max(task.attempts, 1))
+            thumbnail = thumbnail_key(task.id, max(task.attempts, 1))
+            await store_thumbnail(self._blobs, thumbnail, scratch)
             await self._blobs.put_file(key, scratch)
         except (UpstreamGone, UpstreamRefused) as exc:
             await self._end(task, Status.ERROR, exc.code, exc.message)

@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelgate import __version__
@@ -34,6 +36,7 @@ from reelgate.api.dialects import openai as openai_dialect
 from reelgate.api.events import router as events_router
 from reelgate.api.lifecycle import router as lifecycle_router
 from reelgate.api.middleware import BodyLimit, RequestId
+from reelgate.api.openapi import complete
 from reelgate.api.server import Peers
 from reelgate.wiring import Components
 
@@ -44,6 +47,7 @@ class Api(FastAPI):
     """FastAPI, with the fast path of the retrieve route in front of its stack."""
 
     retrieve: ASGIApp | None = None
+    documented: Sequence[BaseRoute] = ()  # the routes of the routers included, for openapi()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -54,6 +58,14 @@ class Api(FastAPI):
             await self.retrieve(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, completed with the bodies, answers and security (api/openapi.py)."""
+        if self.openapi_schema is None:
+            models = [spec.id for spec in self.state.tasks.catalog]
+            aliases = [name for name in self.state.settings.openai_aliases if name]
+            self.openapi_schema = complete(super().openapi(), self.documented, models, aliases)
+        return self.openapi_schema
 
 
 def create_app(
@@ -132,18 +144,23 @@ def create_app(
     state.webhooks = components.webhooks
     state.events = hub
     state.wake_peers = peers.notify if peers is not None and not with_worker else _nothing
-    app.include_router(videos.router)
-    app.include_router(lifecycle_router)
-    app.include_router(events_router)
-    app.include_router(listing.router)
-    app.include_router(content.router)
-    app.include_router(webhooks.router)
-    app.include_router(files.router)
-    app.include_router(callbacks.router)
-    app.include_router(health.router)
-    app.include_router(ark_dialect.router)
-    app.include_router(openai_dialect.router)
-    app.include_router(docs.router)
+    routers = (
+        videos.router,
+        lifecycle_router,
+        events_router,
+        listing.router,
+        content.router,
+        webhooks.router,
+        files.router,
+        callbacks.router,
+        health.router,
+        ark_dialect.router,
+        openai_dialect.router,
+        docs.router,
+    )
+    for router in routers:
+        app.include_router(router)
+    app.documented = [route for router in routers for route in router.routes]
     if components.settings.bench_routes:
         app.include_router(bench.router)
     errors.install(app)

@@ -113,27 +113,8 @@ def ark_error(request: Request, exc: e.ReelgateError) -> JSONResponse:
 router = APIRouter(route_class=error_route(ark_error), tags=["Ark dialect"])
 
 
-# The OpenAPI description of the routes (the handlers read the request themselves).
-_ERROR = {
-    "description": "An error in Ark's shape",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "properties": {
-                            name: {"type": "string"}
-                            for name in ("code", "message", "param", "type")
-                        },
-                    }
-                },
-            }
-        }
-    },
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {status: _ERROR for status in (400, 401, 404, 409, 429)}
+# The OpenAPI description of the create and the list (the handlers read the request
+# themselves); the answers and errors: api/openapi.py.
 _CONTENT_ITEM = {
     "type": "object",
     "properties": {
@@ -186,7 +167,6 @@ _LIST = {
     PREFIX,
     summary="Ark: create a video generation task",
     openapi_extra=_CREATE,
-    responses=_ERRORS,
 )
 async def create_task(request: Request, owner: str = Depends(current_owner)) -> Response:
     tasks: TaskService = request.app.state.tasks
@@ -205,17 +185,13 @@ async def create_task(request: Request, owner: str = Depends(current_owner)) -> 
     return json_response({"id": created.task.id})
 
 
-@router.get(
-    PREFIX + "/{task_id}", summary="Ark: retrieve a video generation task", responses=_ERRORS
-)
+@router.get(PREFIX + "/{task_id}", summary="Ark: retrieve a video generation task")
 async def get_task(task_id: str, request: Request, owner: str = Depends(current_owner)) -> Response:
     tasks: TaskService = request.app.state.tasks
     return json_response(_shown(await tasks.get(owner, task_id), tasks))
 
 
-@router.get(
-    PREFIX, summary="Ark: list video generation tasks", openapi_extra=_LIST, responses=_ERRORS
-)
+@router.get(PREFIX, summary="Ark: list video generation tasks", openapi_extra=_LIST)
 async def list_tasks(request: Request, owner: str = Depends(current_owner)) -> Response:
     """A page by number of the caller's tasks, newest first, and how many match in all.
 
@@ -234,7 +210,6 @@ async def list_tasks(request: Request, owner: str = Depends(current_owner)) -> R
 @router.delete(
     PREFIX + "/{task_id}",
     summary="Ark: cancel or delete a video generation task",
-    responses=_ERRORS,
 )
 async def delete_task(
     task_id: str, request: Request, owner: str = Depends(current_owner)

@@ -232,9 +232,12 @@ class ArkProvider(HttpProvider):
         those created at or after ``since`` (less a few seconds of clock skew) whose id is
         not in ``known`` and whose duration, ratio and resolution (where Ark reports them)
         match ``job``. Ark's list does not show the prompt, so this cannot prove the match:
-        exactly one candidate is an answer; none, several (ambiguity) or a listing that Ark
-        refuses (a 4xx) give None. A transient fault (429, 5xx, no answer) raises
-        ``UpstreamBusy``, so that "not found" is never concluded from a failed call.
+        exactly one candidate is an answer; none, or a listing that Ark refuses (a 4xx),
+        give None. Several candidates (submissions of the same shape whose answers are
+        still in flight elsewhere) raise ``UpstreamBusy``, as a transient fault (429,
+        5xx, no answer) does: the question is asked again later, once the other
+        submitters have recorded their ids, and "not found" is never concluded from a
+        failed or ambiguous call.
         """
         floor = since - LOST_SLACK
         candidates: set[str] = set()
@@ -266,7 +269,12 @@ class ArkProvider(HttpProvider):
                     candidates.add(task_id)
             if older or len(items) < LOST_PAGE_SIZE:
                 break
-        return candidates.pop() if len(candidates) == 1 else None
+        if len(candidates) > 1:  # others' answers may be in flight: they tell later
+            raise UpstreamBusy(
+                f"{self.name}: {len(candidates)} unrecorded tasks match a lost submission",
+                provider=self.name,
+            )
+        return candidates.pop() if candidates else None
 
     def _refusal(self, response: httpx.Response) -> UpstreamRefused | UpstreamBusy:
         """The domain error for a 4xx answer to a create (429 never reaches here)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from reelgate.domain.errors import IdempotencyConflict
 from reelgate.domain.request import parse_create
@@ -76,14 +76,7 @@ class CreateService:
         task_id = new_task_id()
         record = None
         if key is not None:
-            parsed = {
-                "model": request.model,
-                "prompt": request.prompt,
-                "seconds": request.seconds,
-                "size": request.size,
-                "resolution": request.resolution,
-                CALLBACK_FIELD: callback_url,
-            }
+            parsed = {**asdict(request), CALLBACK_FIELD: callback_url}
             now = self._clock()
             record = IdempotencyRecord(
                 owner, key, request_digest(parsed, image), task_id, now, now + IDEMPOTENCY_TTL
@@ -94,7 +87,7 @@ class CreateService:
         try:
             if callback_url is not None:
                 await self._hooks.add_callback(task_id, callback_url)
-            task = await self.tasks.create(owner, fields, image, task_id=task_id)
+            task = await self.tasks.add(owner, request, image, task_id=task_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._undo(record, task_id, callback_url is not None))

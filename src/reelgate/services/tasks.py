@@ -16,7 +16,7 @@ from reelgate.domain.errors import (
     TaskNotFound,
 )
 from reelgate.domain.listing import ListQuery, Page
-from reelgate.domain.request import check_task_id, parse_create
+from reelgate.domain.request import CreateRequest, check_task_id, parse_create
 from reelgate.domain.status import Status
 from reelgate.domain.task import Task, TaskSpec, new_task_id
 from reelgate.ports import BlobStore, Clock, TaskStore
@@ -112,6 +112,17 @@ class TaskService:
         ``services.idempotency``, which records it before the task).
         """
         request = parse_create(fields, has_image=image is not None, catalog=self.catalog)
+        return await self.add(owner, request, image, task_id=task_id)
+
+    async def add(
+        self,
+        owner: str,
+        request: CreateRequest,
+        image: bytes | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> Task:
+        """``create`` for a request already parsed (``parse_create``)."""
         task_id = task_id or new_task_id()
         input_key = None
         if image is not None:

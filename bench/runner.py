@@ -52,6 +52,9 @@ BENCHMARKS = {
     "listing": ("11", "listing with 1,000,000 tasks, first and deep pages vs retrieve"),
     "events": ("12", "1,000 open SSE streams: memory per stream, delay vs polling"),
     "webhooks": ("13", "webhook deliveries/s from the outbox vs a plain httpx loop"),
+    "operator": ("14", "status reads with metrics and key limits on vs off"),
+    "gpu": ("15", "the GPU worker (diffusers) vs a plain diffusers script (needs CUDA)"),
+    "dashboard": ("16", "dashboard page weight: bytes and requests per page"),
 }
 MODULE_TIMEOUT = 600
 TIMEOUTS = {"upstream": 1200}  # 10,000 tasks of up to 2 minutes, twice: about 9 minutes

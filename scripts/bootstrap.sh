@@ -16,6 +16,12 @@ bootstrap_venv() {
         fi
         echo "installing $what into .venv (first run: about a minute)…" >&2
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+        if [[ "$extra" == dev ]]; then
+            # The tests' extra pulls torch (reelgate[gpu]); take the CPU build first (the
+            # file 2.13.0+cpu in PIP_FIND_LINKS=/opt/wheels on these machines), so that the
+            # range is met and pip never downloads a CUDA build of several GB.
+            .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+        fi
         .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extra]"
         touch "$stamp"
         echo "installed; the reelgate command is .venv/bin/reelgate (or scripts/reelgate)" >&2
@@ -33,5 +39,15 @@ bootstrap_postgres() {
             pg_isready -q -h 127.0.0.1 -p 5432 && break
             sleep 1
         done
+    fi
+}
+
+bootstrap_chromium() {
+    # The dashboard's browser tests drive Debian's chromium (never a downloaded build).
+    if [[ ! -x /usr/bin/chromium && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        echo "installing Debian's chromium package for the dashboard's browser tests (apt-get)…" >&2
+        { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+            echo "could not install chromium: the browser tests will say why they skip" >&2
     fi
 }

@@ -31,5 +31,6 @@ def truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE tasks, task_events, api_keys, pollers, durations, cancels, "
-            "idempotency_keys, webhook_endpoints, task_callbacks, webhook_deliveries"
+            "idempotency_keys, webhook_endpoints, task_callbacks, webhook_deliveries, "
+            "rate_counters, daily_seconds, usage_daily, leases"
         )

@@ -1,4 +1,4 @@
-"""The ``reelgate`` command: the server (serve, worker, migrate, keys) and the client."""
+"""The ``reelgate`` command: the server (serve, worker, migrate, gc, keys) and the client."""
 
 from __future__ import annotations
 
@@ -111,14 +111,50 @@ def _run(make: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(make())  # type: ignore[arg-type]
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # One line per upstream request is noise at info level (polls are many).
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+def _configure_logging(settings: Any) -> None:
+    from reelgate.logs import configure
+
+    configure(settings.log_level, settings.log_format)
+
+
+def _joined(settings: Any, role: str) -> None:
+    if settings.metrics:
+        from reelgate import metrics
+
+        metrics.joined(role)
+
+
+def _process_ended(pid: int) -> None:
+    from reelgate import metrics
+
+    metrics.process_ended(pid)
+
+
+def _worker_metrics(settings: Any) -> None:
+    """Count this worker alive; serve its own /metrics when REELGATE_METRICS_PORT is set.
+
+    The port serves the values of every process sharing the metrics folder (a worker on
+    its own host: itself), without the database gauges that the API's /metrics adds.
+    """
+    if not settings.metrics:
+        return
+    import atexit
+    import os
+
+    from reelgate import metrics
+
+    metrics.joined("worker")
+    atexit.register(metrics.process_ended, os.getpid())
+    if settings.metrics_port:
+        metrics.serve_port(settings.metrics_port, settings.host)
+
+
+def _share_metrics(settings: Any) -> None:
+    """Before anything counts: keep this host's metrics in the shared folder (multiprocess)."""
+    if settings.metrics:
+        from reelgate import metrics
+
+        metrics.share(settings.metrics_dir)
 
 
 @app.command()
@@ -209,7 +245,8 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
+    _share_metrics(settings)
     components = _build(settings)  # a bad configuration file is reported first
     try:
         sockets = server.listen(settings.host, settings.port, processes)
@@ -237,19 +274,21 @@ def serve(
 
     cli = _command_name()
     if processes == 1:
+        _joined(settings, "api")
         server.serve(create_app(components, on_ready=announce), settings, sockets[0])
         return
     peers = server.Peers() if settings.workers > 0 else None  # to wake the embedded worker
 
     def run(index: int) -> None:
         mine = _build(settings)  # each process its own connections, pools and ids
+        _joined(settings, "api")
         first = index == 0
         api = create_app(
             mine, embedded_worker=first, on_ready=announce if first else None, peers=peers
         )
         server.serve(api, settings, sockets[index % len(sockets)])
 
-    status = server.run_processes(processes, run)
+    status = server.run_processes(processes, run, on_exit=_process_ended)
     if status:
         raise typer.Exit(status)
 
@@ -284,6 +323,14 @@ def worker(
             help="Comma-separated model ids this worker takes (default: all it can render)."
         ),
     ] = None,
+    device: Annotated[
+        str | None,
+        _setting(
+            "REELGATE_DEVICE",
+            "The device of every local (diffusers) model here, e.g. cuda:0.",
+            "each model's own device",
+        ),
+    ] = None,
     grace: Annotated[
         float | None,
         _setting(
@@ -305,12 +352,15 @@ def worker(
         data_dir=data_dir,
         database_url=database_url,
         config=config,
+        device=device,
     )
     if settings.workers < 1:
         typer.echo("error: a worker needs --concurrency of at least 1", err=True)
         raise typer.Exit(2)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
+    _share_metrics(settings)
     components = _build(settings)
+    _worker_metrics(settings)
     chosen = None
     if models:
         chosen = frozenset(m.strip() for m in models.split(",") if m.strip())
@@ -326,6 +376,7 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         try:
             await components.store.migrate()
+            await _warm(components, chosen)
             the_worker = components.worker(chosen)
             remote = components.remote_routes
             logging.getLogger("reelgate").info(
@@ -341,6 +392,21 @@ def worker(
             await components.close()
 
     asyncio.run(go())
+
+
+async def _warm(components: Any, models: frozenset[str] | None) -> None:
+    """Load the local (GPU) models this worker serves before it claims any task."""
+    from reelgate.domain.errors import RenderError
+    from reelgate.renderers.diffusers import DiffusersRenderer
+
+    for renderer in {id(r): r for r in components.renderers.values()}.values():
+        if isinstance(renderer, DiffusersRenderer):
+            try:
+                await renderer.warm(models)
+            except RenderError as exc:
+                notes = "; ".join(getattr(exc, "__notes__", ()))
+                typer.echo(f"error: {exc.message} ({notes})", err=True)
+                raise typer.Exit(2) from None
 
 
 @app.command()
@@ -359,6 +425,80 @@ def migrate(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
 
     _run(go)
     typer.echo("schema is up to date")
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    retain_outputs: Annotated[
+        str | None,
+        _setting(
+            "REELGATE_RETAIN_OUTPUTS",
+            "Keep a finished task's video and thumbnail this long, e.g. 30d, 12h; off: ever.",
+            "off",
+        ),
+    ] = None,
+    retain_inputs: Annotated[
+        str | None,
+        _setting(
+            "REELGATE_RETAIN_INPUTS",
+            "Keep a finished task's input image this long, e.g. 7d; off: ever.",
+            "off",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    storage_url: Annotated[
+        str | None,
+        _setting("REELGATE_STORAGE_URL", "file:///path or s3://bucket/prefix.", "<data-dir>/blobs"),
+    ] = None,
+) -> None:
+    """Delete the files of tasks finished longer ago than the retention, now.
+
+    The janitor of the worker processes does the same every REELGATE_RETENTION_INTERVAL
+    seconds; this runs one sweep (it waits for none: exit 3 when a janitor is at work).
+    """
+    import time
+
+    from reelgate.services.retention import Janitor
+    from reelgate.store import open_store
+    from reelgate.wiring import blob_store
+
+    settings = _settings(
+        retain_outputs=retain_outputs,
+        retain_inputs=retain_inputs,
+        data_dir=data_dir,
+        database_url=database_url,
+        storage_url=storage_url,
+    )
+    if not settings.retention.active:
+        typer.echo("nothing to do: set --retain-outputs or --retain-inputs (or their env vars)")
+        return
+    store, blobs = open_store(settings.database_url), blob_store(settings)
+
+    async def go() -> Any:
+        try:
+            await store.migrate()
+            janitor = Janitor(
+                store, blobs, time.time, settings.retention, batch=settings.retention_batch
+            )
+            return await janitor.sweep(dry_run=dry_run)
+        finally:
+            await blobs.close()
+            await store.close()
+
+    sweep = _run(go)
+    if not sweep.ran:
+        typer.echo("another process is sweeping now (its lease is held); try again later", err=True)
+        raise typer.Exit(3)
+    verb = "would delete" if dry_run else "deleted"
+    for kind, swept in sweep.kinds.items():
+        failed = f"; {swept.failed} failed (kept for the next run)" if swept.failed else ""
+        typer.echo(
+            f"{kind.value}: {verb} the files of {swept.tasks} tasks, {swept.bytes} bytes{failed}"
+        )
 
 
 def _with_keys(
@@ -382,22 +522,99 @@ def _with_keys(
     return _run(go)
 
 
+RatePerMinute = Annotated[
+    int | None,
+    typer.Option(min=0, help="Creates per UTC minute (counted over the key's owner)."),
+]
+MaxActive = Annotated[
+    int | None, typer.Option(min=0, help="Unfinished tasks of the owner at a time.")
+]
+SecondsPerDay = Annotated[
+    int | None, typer.Option(min=0, help="Seconds of video the owner may ask for per UTC day.")
+]
+
+
 @keys_app.command("create")
 def keys_create(
     owner: Annotated[str, typer.Option(help="Who owns the tasks made with this key.")],
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin key: /v1/admin (keys, every owner's usage).")
+    ] = False,
+    rate_per_minute: RatePerMinute = None,
+    max_active: MaxActive = None,
+    seconds_per_day: SecondsPerDay = None,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Create a key; its secret is printed once and never stored."""
-    key, secret = _with_keys(database_url, data_dir, lambda keys: keys.create(owner, name))
-    typer.echo(f"created {key.id} for owner {key.owner!r}", err=True)
+    """Create a key (a user's unless --admin; no limits unless given); its secret is
+    printed once and never stored."""
+    from reelgate.domain.errors import InvalidParameter
+    from reelgate.domain.quotas import Limits, Role
+
+    limits = Limits(rate_per_minute, max_active, seconds_per_day)
+    role = Role.ADMIN if admin else Role.USER
+    try:
+        key, secret = _with_keys(
+            database_url, data_dir, lambda keys: keys.create(owner, name, role=role, limits=limits)
+        )
+    except InvalidParameter as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"created {key.id} ({key.role.value}) for owner {key.owner!r}", err=True)
     typer.echo(secret)
+
+
+@keys_app.command("update")
+def keys_update(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…).")],
+    role: Annotated[str | None, typer.Option(help="admin or user.")] = None,
+    rate_per_minute: RatePerMinute = None,
+    max_active: MaxActive = None,
+    seconds_per_day: SecondsPerDay = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(help="A limit to remove: rate-per-minute, max-active or seconds-per-day."),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Change a key's role or limits (the others stay as they are)."""
+    from dataclasses import replace
+
+    from reelgate.domain.errors import NotFound
+    from reelgate.domain.quotas import Role
+
+    cleared = {name.replace("-", "_") for name in clear or ()}
+    unknown = cleared - {"rate_per_minute", "max_active", "seconds_per_day"}
+    if unknown or role not in (None, "admin", "user"):
+        typer.echo("error: --role is admin or user; --clear names a limit", err=True)
+        raise typer.Exit(2)
+    given = {"rate_per_minute": rate_per_minute, "max_active": max_active}
+    given["seconds_per_day"] = seconds_per_day
+
+    async def change(keys: Any) -> Any:
+        key = await keys.get(key_id)
+        values = {name: value for name, value in given.items() if value is not None}
+        limits = replace(key.limits, **values, **dict.fromkeys(cleared))
+        return await keys.update(key_id, limits=limits, role=None if role is None else Role(role))
+
+    try:
+        key = _with_keys(database_url, data_dir, change)
+    except NotFound as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"updated {key.id}: {key.role.value}, {_limits_text(key.limits)}")
+
+
+def _limits_text(limits: Any) -> str:
+    shown = [f"{name}={value}" for name, value in limits.as_dict().items() if value is not None]
+    return ",".join(shown) or "no limits"
 
 
 @keys_app.command("list")
 def keys_list(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
-    """List keys (their prefixes only)."""
+    """List keys (their prefixes only), with their role and limits last."""
     import datetime
 
     for key in _with_keys(database_url, data_dir, lambda keys: keys.list()):
@@ -405,6 +622,7 @@ def keys_list(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> Non
         state = "active" if key.active else "revoked"
         typer.echo(
             f"{key.id}\t{key.prefix}…\t{key.owner}\t{key.name}\t{state}\t{created:%Y-%m-%d %H:%M}Z"
+            f"\t{key.role.value}\t{_limits_text(key.limits)}"
         )
 
 

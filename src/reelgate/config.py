@@ -1,10 +1,14 @@
-"""The configuration file (TOML): providers, routes and the watch loop's limits.
+"""The configuration file (TOML): providers, routes, local models and the watch loop's limits.
 
 Its path comes from ``REELGATE_CONFIG`` (or ``--config``). Without a file every
 model renders on the built-in preview renderer, as before. A bad file fails at
 start-up with ``ConfigError``, whose message names the file, the line and the
 field. API keys are never in the file: a provider names the environment variable
 that holds its key (``api_key_env``), read once at start-up and never logged.
+
+``[local_models."ID"]`` tables serve a public model id with an open model on this
+host's GPUs through diffusers (docs/gpu.md): a new id joins the catalog with the
+table's limits; a catalog id (a Seedance one) takes the table's limits and renderer.
 """
 
 from __future__ import annotations
@@ -18,8 +22,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from reelgate.domain.catalog import ModelSpec
+
 REMOTE_KINDS = ("ark", "cometapi", "openai")
 KINDS = (*REMOTE_KINDS, "preview")
+PipelineKind = Literal["wan", "wan-ti2v", "ltx"]
+# Per pipeline kind: the multiple of width and height, the frame step (frames are
+# step * k + 1) and the frame rate the model was trained at (renderers/shapes.py).
+PIPELINES: dict[str, tuple[int, int, int]] = {
+    "wan": (16, 4, 16),  # Wan 2.1 T2V: VAE 8x, patch 2; 16 fps
+    "wan-ti2v": (32, 4, 24),  # Wan 2.2 TI2V 5B: VAE 16x, patch 2; 24 fps
+    "ltx": (32, 8, 24),  # LTX-Video: VAE 32x spatial, 8x temporal; 24 fps
+}
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 class ConfigError(ValueError):
@@ -83,12 +98,90 @@ class WatchConfig(_Strict):
         return self
 
 
+class LocalModelConfig(_Strict):
+    """One public model id served by a diffusers pipeline from a local weights folder."""
+
+    pipeline: PipelineKind
+    weights: Path  # a diffusers folder (model_index.json and one folder per component)
+    description: str = ""
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    device: str = "cuda"  # "cuda", "cuda:N" or "cpu"; ``reelgate worker --device`` overrides
+    steps: int = Field(default=30, ge=1, le=1000)  # denoising steps of every render
+    guidance: float = Field(default=5.0, ge=0, le=50)  # classifier-free guidance scale
+    negative_prompt: str = ""
+    # Prompt tokens (T5); default: the kind's (Wan 512, LTX 128).
+    max_sequence_length: int | None = Field(default=None, ge=1, le=4096)
+    fps: int | None = Field(default=None, ge=1, le=120)  # default: the pipeline kind's
+    resolutions: list[Literal["480p", "720p", "1080p"]] = Field(default=["480p"], min_length=1)
+    min_seconds: int = Field(default=1, ge=1, le=60)
+    max_seconds: int = Field(default=5, ge=1, le=60)
+    max_frames: int | None = Field(default=None, ge=2, le=10_000)  # a cap on the frames
+    max_area: int | None = Field(default=None, ge=256)  # a cap on the pixels of a frame
+    image_input: bool = False  # image to video (wan-ti2v and ltx only)
+    cpu_offload: bool = False  # model CPU offload (accelerate): less GPU memory, slower
+    vae_tiling: bool = False  # decode in tiles: less GPU memory at high resolutions
+    compile: bool = False  # torch.compile the transformer (the first render compiles)
+    attention_backend: str = ""  # a diffusers attention backend, e.g. "flash"; "": default
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LocalModelConfig:
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if self.cpu_offload and self.device == "cpu":
+            raise ValueError("cpu_offload needs a CUDA device (the model is on the CPU already)")
+        if self.image_input and self.pipeline == "wan":
+            raise ValueError("image_input needs pipeline wan-ti2v or ltx (wan is text to video)")
+        if self.max_seconds < self.min_seconds:
+            raise ValueError("max_seconds must be at least min_seconds")
+        return self
+
+    @property
+    def frame_rate(self) -> int:
+        """The frames per second of the videos (the configured one, or the kind's)."""
+        return self.fps or PIPELINES[self.pipeline][2]
+
+    def spec(self, model_id: str) -> ModelSpec:
+        """The catalog entry of this model: its id and the limits of its inputs."""
+        description = self.description or f"{model_id}: a local {self.pipeline} model (diffusers)"
+        return ModelSpec(
+            model_id,
+            self.min_seconds,
+            self.max_seconds,
+            tuple(dict.fromkeys(self.resolutions)),
+            self.image_input,
+            description,
+        )
+
+
+class GpuConfig(_Strict):
+    """How GPU workers share a device."""
+
+    # Renders at once on one device. One is safe; more only where the memory holds
+    # every pipeline's peak at once (docs/gpu.md, "Memory").
+    renders_per_device: int = Field(default=1, ge=1, le=16)
+
+
+class PriceConfig(_Strict):
+    """What a model's use costs, for the usage report's estimate (GET /v1/usage).
+
+    A SUCCESS task costs ``per_second`` times its seconds plus ``per_million_tokens``
+    times the upstream tokens it used (where its provider reports them), in ``currency``.
+    """
+
+    per_second: float = Field(default=0.0, ge=0, le=1_000_000)
+    per_million_tokens: float = Field(default=0.0, ge=0, le=1_000_000)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+
+
 class Config(_Strict):
     """The whole file."""
 
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, list[RouteConfig]] = Field(default_factory=dict)
     watch: WatchConfig = Field(default_factory=WatchConfig)
+    local_models: dict[str, LocalModelConfig] = Field(default_factory=dict)
+    gpu: GpuConfig = Field(default_factory=GpuConfig)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)  # public model id -> price
 
     @model_validator(mode="after")
     def _routes_name_providers(self) -> Config:
@@ -106,7 +199,13 @@ class Config(_Strict):
                     )
             if "preview" in kinds and len(routes) > 1:
                 raise ValueError(f"routes.{model}: a preview route must be the only one")
+            if model in self.local_models:
+                raise ValueError(f"routes.{model}: the model is a local model; give it no route")
         return self
+
+    def local_specs(self) -> tuple[ModelSpec, ...]:
+        """The catalog entries of the local models."""
+        return tuple(local.spec(model) for model, local in self.local_models.items())
 
     def remote_routes(self) -> dict[str, list[tuple[str, str]]]:
         """Public model id -> ordered (provider, upstream model id), remote routes only."""
@@ -162,12 +261,13 @@ def load_config(path: str | Path | None, *, models: Sequence[str] = ()) -> Confi
         field = ".".join(str(part) for part in loc) or "(top level)"
         line = _line_of(text, loc)
         raise ConfigError(f"{path}:{line}: {field}: {message}") from None
-    unknown = sorted(set(config.routes) - set(models)) if models else []
+    known = set(models) | set(config.local_models)
+    unknown = sorted(set(config.routes) - known) if models else []
     if unknown:
         line = _line_of(text, ("routes", unknown[0]))
         raise ConfigError(
             f"{path}:{line}: routes.{unknown[0]}: unknown model; the catalog has "
-            f"{', '.join(models)}"
+            f"{', '.join([*models, *config.local_models])}"
         )
     return config
 

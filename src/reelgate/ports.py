@@ -15,6 +15,8 @@ from typing import Protocol
 
 from reelgate.domain.errors import IllegalTransition
 from reelgate.domain.listing import Cursor, ListQuery, Page
+from reelgate.domain.quotas import Limits, UsageLine
+from reelgate.domain.retention import FileKind, StorageUsage
 from reelgate.domain.status import Phase, Status, check_move
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.domain.webhooks import Attempt, Delivery, Endpoint, IdempotencyRecord
@@ -79,8 +81,13 @@ class TaskStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def create_task(self, task: Task) -> None:
-        """Insert a new SUBMITTED task and its first event, durably."""
+    async def create_task(self, task: Task, limits: Limits | None = None) -> None:
+        """Insert a new SUBMITTED task and its first event, durably.
+
+        Under ``limits`` (not unlimited), in the same transaction: count the create
+        against them (serialised per owner, across processes) or raise ``RateLimited``
+        and store nothing.
+        """
 
     async def get_task(self, task_id: str) -> Task | None: ...
 
@@ -119,6 +126,7 @@ class TaskStore(Protocol):
         output_key: str | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        output_bytes: int | None = None,
     ) -> Task:
         """Move a leased task to a terminal status; raises ``LeaseLost``."""
 
@@ -150,6 +158,9 @@ class TaskStore(Protocol):
 
     async def last_event(self) -> int:
         """The highest ``seq`` recorded so far (0 before any)."""
+
+    async def queue_depth(self) -> dict[Phase, int]:
+        """How many tasks are in each phase but DONE now (metrics read it at scrape time)."""
 
     async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
         """One page of ``owner``'s tasks that pass ``query``'s filters, in its order.
@@ -203,6 +214,9 @@ class TaskStore(Protocol):
     async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
         """Say that ``poller`` is alive (and holds its tasks) until ``alive_until``."""
 
+    async def list_pollers(self) -> list[tuple[str, float]]:
+        """Every poller's id and the time it beat to be alive until (the health page)."""
+
     async def drop_poller(self, poller: str, *, now: float) -> None:
         """Hand ``poller``'s tasks back and forget it (and pollers long dead)."""
 
@@ -234,6 +248,41 @@ class TaskStore(Protocol):
 
     async def delete_task(self, task_id: str) -> bool:
         """Delete the task's row and its events; False when there was none."""
+
+    # retention -----------------------------------------------------------------
+
+    async def storage_usage(self) -> StorageUsage:
+        """The files kept now (videos with their thumbnails, input images) and their bytes.
+
+        Summed from the sizes recorded as the files were stored, by index-only scans of
+        the tasks whose files are kept (``tasks_outputs_kept``, ``tasks_inputs_kept``).
+        """
+
+    async def take_lease(self, name: str, holder: str, *, now: float, until: float) -> bool:
+        """Hold the lease ``name`` until ``until`` when it is free, expired or ``holder``'s.
+
+        One conditional statement: of several processes asking at once, one gets it.
+        """
+
+    async def drop_lease(self, name: str, holder: str) -> None:
+        """Free the lease ``name`` if ``holder`` holds it."""
+
+    async def expire_files(
+        self, kind: FileKind, *, before: float, now: float, limit: int, holder: str
+    ) -> list[Task]:
+        """Mark up to ``limit`` finished tasks' ``kind`` files expired at ``now``; those tasks.
+
+        Only tasks in phase DONE, completed before ``before``, whose ``kind`` files are
+        not yet marked, oldest first; and only while ``holder`` holds the lease
+        ``retention`` (none when it lost it). One conditional statement: a task is
+        marked once, by one caller. The caller deletes the files afterwards.
+        """
+
+    async def restore_files(self, kind: FileKind, task_ids: Collection[str]) -> None:
+        """Unmark tasks whose ``kind`` files could not be deleted (a later run retries)."""
+
+    async def expirable(self, kind: FileKind, *, before: float) -> tuple[int, int]:
+        """How many tasks ``expire_files`` would mark (with no limit), and their bytes."""
 
     async def add_key(self, key: ApiKey) -> None: ...
 
@@ -458,3 +507,22 @@ class HookStore(Protocol):
         self, owner: str, *, task_id: str | None = None, limit: int = 100
     ) -> list[Delivery]:
         """The owner's deliveries (of one task, if named), newest first."""
+
+
+class QuotaStore(Protocol):
+    """Keys' roles and limits, and usage (the SQL stores and the memory store).
+
+    Usage is written by the store itself when a task ends SUCCESS (a trigger in SQL),
+    per UTC day of completion, owner and model; deleting a task keeps its usage.
+    """
+
+    async def key_by_id(self, key_id: str) -> ApiKey | None: ...
+
+    async def update_key(self, key: ApiKey) -> ApiKey:
+        """Store ``key``'s name, role and limits; ``NotFound`` for an unknown id."""
+
+    async def usage(
+        self, start_day: int, end_day: int, *, owner: str | None = None, model: str | None = None
+    ) -> list[UsageLine]:
+        """Per owner and model, the SUCCESS tasks completed on UTC days
+        ``start_day..end_day`` (day numbers, both included), ordered by owner and model."""

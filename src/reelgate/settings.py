@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reelgate.domain.retention import Retention, parse_duration
+
 DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://", "memory:")
 STORAGE_SCHEMES = ("file://", "s3://", "memory:")
 
@@ -62,6 +64,9 @@ class Settings(BaseSettings):
     s3_addressing_style: Literal["", "path", "virtual"] = ""
     renderer: Literal["preview", "instant"] = "preview"  # instant: a tiny clip at once
     preview_delay: str = ""  # "model=seconds,…", "*" for every model
+    # The device of every local (diffusers) model in this process, e.g. cuda:1 (worker
+    # --device); empty: each model's own ``device`` in the configuration file.
+    device: str = Field(default="", pattern=r"^(|cpu|cuda(:\d+)?)$")
     # The OpenAI dialect (/openai/v1, docs/api.md): the model ids its clients may send
     # for ours ("alias=model,…"; empty: none), and the polling interval (seconds) its
     # answers advise (openai-poll-after-ms) while a task is queued or renders here.
@@ -70,6 +75,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     bench_routes: bool = False  # the benchmarks' baseline route, /bench/videos/{id}
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # text: one readable line per record; json: one JSON object per line, with the
+    # request id and task id as fields (docs/metrics.md, "JSON logs").
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus metrics (docs/metrics.md): GET /metrics on the API port, and the per-
+    # request counting behind it. metrics_token: when set, /metrics wants it as a Bearer
+    # token. metrics_dir: where the processes of this host share their values (default
+    # <data_dir>/metrics). metrics_port: a worker's own /metrics port (0: none).
+    metrics: bool = True
+    metrics_token: str = ""
+    metrics_dir: Path | None = None
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # API processes of ``reelgate serve`` sharing its port; the first also runs the
     # embedded worker. More processes answer more status reads, up to one per core.
     api_processes: int = Field(default=1, ge=1, le=64)
@@ -83,6 +99,18 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=5.0, gt=0, le=60)
     webhook_retry_base: float = Field(default=5.0, gt=0, le=3600)
     webhook_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    # The global queue cap (docs/operations.md, "Keys, scopes and limits"): creates are
+    # refused (429 queue_full) while this many tasks of all owners are unfinished; 0: no
+    # cap. Keys' own limits are set per key (reelgate keys create, /v1/admin/keys).
+    max_queued: int = Field(default=0, ge=0, le=1_000_000_000)
+    # Retention (docs/operations.md, "Retention"): how long after a task finished its
+    # video and thumbnail (outputs) and its input image are kept, e.g. "30d", "12h",
+    # "1w"; "" or "off": for ever. A janitor in one worker process at a time deletes
+    # what is older, every retention_interval seconds, retention_batch tasks at a time.
+    retain_outputs: str = ""
+    retain_inputs: str = ""
+    retention_interval: float = Field(default=300.0, gt=0, le=86400)
+    retention_batch: int = Field(default=200, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -90,6 +118,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'reelgate.db'}"
         if not self.storage_url:
             self.storage_url = f"file://{(self.data_dir / 'blobs').resolve()}"
+        if self.metrics_dir is None:
+            self.metrics_dir = self.data_dir / "metrics"
         if not self.public_url:
             host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
             self.public_url = f"http://{host}:{self.port}"
@@ -103,6 +133,11 @@ class Settings(BaseSettings):
         _parse_delays(self.preview_delay)
         _parse_networks(self.webhook_allowed_networks)
         _parse_aliases(self.openai_models)
+        for name in ("retain_outputs", "retain_inputs"):
+            try:
+                parse_duration(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"REELGATE_{name.upper()}: {exc}") from None
         if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
             raise ValueError("set both REELGATE_S3_ACCESS_KEY_ID and REELGATE_S3_SECRET_ACCESS_KEY")
         if self.env == "production" and self.bench_routes:
@@ -117,6 +152,11 @@ class Settings(BaseSettings):
     def delays(self) -> dict[str, float]:
         """``preview_delay`` parsed: model id (or ``*``) to seconds."""
         return _parse_delays(self.preview_delay)
+
+    @property
+    def retention(self) -> Retention:
+        """``retain_outputs`` and ``retain_inputs`` parsed (seconds; None: kept for ever)."""
+        return Retention(parse_duration(self.retain_outputs), parse_duration(self.retain_inputs))
 
     @property
     def openai_aliases(self) -> dict[str, str]:

@@ -11,17 +11,20 @@ from typing import cast
 
 import httpx
 
+from reelgate import metrics
 from reelgate.backends.remote import open_provider
 from reelgate.blobs import open_blobs
 from reelgate.config import Config, load_config
-from reelgate.domain.catalog import Catalog
+from reelgate.domain.catalog import SEEDANCE, Catalog
 from reelgate.ports import BlobStore, Clock, HookStore, Listener, Provider, Renderer, TaskStore
 from reelgate.services.addresses import AddressGuard, parse_networks
 from reelgate.services.events import EventHub
 from reelgate.services.idempotency import CreateService
 from reelgate.services.keys import KeyService
+from reelgate.services.retention import Janitor
 from reelgate.services.signing import Signer, load_secret
 from reelgate.services.tasks import TaskService
+from reelgate.services.usage import UsageService
 from reelgate.services.webhooks import WebhookService
 from reelgate.settings import Settings
 from reelgate.store import open_store
@@ -87,6 +90,11 @@ class Components:
         hooks = cast(HookStore, self.store)
         return CreateService(self.tasks, self.store, hooks, self.webhooks, self.clock)
 
+    @functools.cached_property
+    def usage(self) -> UsageService:
+        """Usage per owner and model, priced by the configuration's price table."""
+        return UsageService(self.store, self.clock, self.config.prices)
+
     def deliverer(self) -> Deliverer:
         """A webhook delivery loop over the outbox, configured by the settings."""
         settings = self.settings
@@ -144,6 +152,18 @@ class Components:
             grace_seconds=self.settings.grace_seconds,
         )
 
+    def janitor(self) -> Janitor:
+        """The retention janitor of these settings (``REELGATE_RETAIN_*``)."""
+        settings = self.settings
+        return Janitor(
+            self.store,
+            self.blobs,
+            self.clock,
+            settings.retention,
+            batch=settings.retention_batch,
+            interval=settings.retention_interval,
+        )
+
     def worker(self, models: frozenset[str] | None = None) -> Worker:
         """A worker over these components, sized by the settings."""
         config = WorkerConfig(
@@ -175,6 +195,10 @@ class Components:
             cancels.subscribe(stopper)
         reading = asyncio.create_task(cancels.run(), name="cancel log")
         delivering = asyncio.create_task(self.deliverer().run(stop), name="webhook deliveries")
+        janitor = self.janitor()  # in every worker process; the lease lets one work at a time
+        sweeping = None
+        if janitor.retention.active:
+            sweeping = asyncio.create_task(janitor.run(stop), name="retention janitor")
         try:
             if remote is None:
                 await worker.run(stop)
@@ -191,6 +215,10 @@ class Components:
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
+            if sweeping is not None:
+                sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
             for stopper in stoppers:
                 cancels.unsubscribe(stopper)
             if listening is not None:
@@ -215,6 +243,38 @@ def _renderer(settings: Settings) -> Renderer:
     return PreviewRenderer(processes=max(1, settings.workers), delays=settings.delays)
 
 
+def _gpu_renderers(settings: Settings, config: Config) -> dict[str, Renderer]:
+    """The diffusers renderer of the local models (none without them).
+
+    Only processes that run workers need the ``gpu`` extra; without it they fail here.
+    """
+    if not config.local_models:
+        return {}
+    from reelgate.renderers.diffusers import DiffusersRenderer, require_gpu_extra
+
+    if settings.workers > 0:
+        require_gpu_extra()
+    renderer = DiffusersRenderer(
+        config.local_models,
+        device=settings.device,
+        renders_per_device=config.gpu.renders_per_device,
+    )
+    return dict.fromkeys(config.local_models, renderer)
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """The blob store of ``settings`` (``REELGATE_STORAGE_URL`` and the S3 options)."""
+    return open_blobs(
+        settings.storage_url,
+        endpoint_url=settings.s3_endpoint_url,
+        public_endpoint_url=settings.s3_public_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+        addressing_style=settings.s3_addressing_style,
+    )
+
+
 def build(
     settings: Settings,
     *,
@@ -226,8 +286,9 @@ def build(
     Raises ``ConfigError`` for a bad configuration file (or a provider key not set).
     ``transport`` replaces the network under every provider (tests).
     """
-    catalog = Catalog()
-    config = load_config(settings.config, models=[spec.id for spec in catalog])
+    config = load_config(settings.config, models=[spec.id for spec in SEEDANCE])
+    local_specs = config.local_specs()  # local models: new ids, or Seedance ids served here
+    catalog = Catalog(tuple(s for s in SEEDANCE if s.id not in config.local_models) + local_specs)
     remote = config.remote_routes()
     # Only processes that run workers call providers (``serve --workers 0`` does not).
     keys = config.api_keys() if settings.workers > 0 else {}
@@ -237,19 +298,16 @@ def build(
     }
     clock: Clock = time.time
     store = open_store(settings.database_url, pool_size=settings.db_pool_size)
-    blobs = open_blobs(
-        settings.storage_url,
-        endpoint_url=settings.s3_endpoint_url,
-        public_endpoint_url=settings.s3_public_endpoint_url,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=settings.s3_secret_access_key,
-        addressing_style=settings.s3_addressing_style,
-    )
+    blobs = blob_store(settings)
     signer = Signer(load_secret(settings.signing_secret, settings.data_dir))
     if renderers is None:
-        local = [spec.id for spec in catalog if spec.id not in remote]
+        local = [
+            spec.id
+            for spec in catalog
+            if spec.id not in remote and spec.id not in config.local_models
+        ]
         renderers = dict.fromkeys(local, _renderer(settings)) if local else {}
+        renderers.update(_gpu_renderers(settings, config))
     wakeup, remote_wakeup = LocalWakeup(), LocalWakeup()
 
     def wake() -> None:
@@ -268,6 +326,8 @@ def build(
         max_image_bytes=settings.max_upload_bytes,
         wake=wake,
         on_cancel=cancels.notify,
+        retain_outputs=settings.retention.outputs,
+        max_queued=settings.max_queued or None,
     )
     listener = None
     if settings.database_url.startswith(("postgresql://", "postgres://")):
@@ -275,6 +335,9 @@ def build(
 
         assert isinstance(store, PostgresStore)
         listener = PostgresListener(settings.database_url, origin=store.origin)
+    backends = {model: renderer.name for model, renderer in renderers.items()}
+    backends.update({model: routes[0][0] for model, routes in remote.items() if routes})
+    metrics.set_backends(backends)
     return Components(
         settings,
         store,

@@ -21,8 +21,8 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     listed = runner.invoke(app, ["keys", "list", *data])
     assert listed.exit_code == 0
     line = listed.stdout.strip().splitlines()[-1]
-    key_id, prefix, owner, name, state, _ = line.split("\t")
-    assert (owner, name, state) == ("acme", "ci", "active")
+    key_id, prefix, owner, name, state, _, role, limits = line.split("\t")
+    assert (owner, name, state, role, limits) == ("acme", "ci", "active", "user", "no limits")
     assert secret.startswith(prefix.rstrip("…")) and secret not in listed.stdout
 
     revoked = runner.invoke(app, ["keys", "revoke", key_id, *data])

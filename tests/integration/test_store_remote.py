@@ -193,6 +193,16 @@ async def test_pollers_take_over_only_what_no_live_poller_holds(store: TaskStore
     assert len(await store.claim_watch(poller="p3", now=2043.0, limit=10)) == 3
 
 
+async def test_pollers_are_listed_with_their_last_beat(store: TaskStore) -> None:
+    assert await store.list_pollers() == []
+    await store.beat_poller("p2", now=2000.0, alive_until=2030.0)
+    await store.beat_poller("p1", now=2000.0, alive_until=2030.0)
+    await store.beat_poller("p1", now=2010.0, alive_until=2040.0)
+    assert await store.list_pollers() == [("p1", 2040.0), ("p2", 2030.0)]
+    await store.drop_poller("p2", now=2011.0)
+    assert await store.list_pollers() == [("p1", 2040.0)]
+
+
 async def test_learned_durations(store: TaskStore) -> None:
     assert await store.expected_duration("ark-a", "m", 5, "720p") is None
     await store.learn_duration("ark-a", "m", 5, "720p", 100.0)

@@ -22,5 +22,6 @@ def test_a_row_becomes_the_task_it_stores() -> None:
     task = sql.task_from_row(row)
     assert task.status is Status.IN_PROGRESS and task.phase is Phase.WATCHING
     assert task.spec == TaskSpec(*row[2:8])
-    assert (task.id, task.owner, task.progress, task.faults) == (row[0], row[1], row[9], row[-1])
+    assert (task.id, task.owner, task.progress, task.faults) == (row[0], row[1], row[9], row[30])
+    assert task.input_expired_at == row[-1]
     assert (task.error_message, task.provider) == (row[18], row[20])

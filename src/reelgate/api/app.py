@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelgate import __version__
+from reelgate.api import admin as admin_api
 from reelgate.api import (
     bench,
     callbacks,
@@ -31,6 +32,8 @@ from reelgate.api import (
     videos,
     webhooks,
 )
+from reelgate.api import metrics as api_metrics
+from reelgate.api import usage as usage_api
 from reelgate.api.dialects import ark as ark_dialect
 from reelgate.api.dialects import openai as openai_dialect
 from reelgate.api.events import router as events_router
@@ -38,6 +41,7 @@ from reelgate.api.lifecycle import router as lifecycle_router
 from reelgate.api.middleware import BodyLimit, RequestId
 from reelgate.api.openapi import complete
 from reelgate.api.server import Peers
+from reelgate.dashboard.routes import ROUTERS as dashboard_routers
 from reelgate.wiring import Components
 
 log = logging.getLogger("reelgate")
@@ -47,14 +51,23 @@ class Api(FastAPI):
     """FastAPI, with the fast path of the retrieve route in front of its stack."""
 
     retrieve: ASGIApp | None = None
+    metered: ASGIApp | None = None  # api.metrics.HttpMetrics around ``dispatch``, when on
     documented: Sequence[BaseRoute] = ()  # the routes of the routers included, for openapi()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.metered is not None:
+            await self.metered(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The fast path of the retrieve route, or FastAPI's stack for everything else."""
         if (
             self.retrieve is not None
             and scope["type"] == "http"
             and videos.retrieve_id(scope) is not None
         ):
+            scope["route_path"] = api_metrics.RETRIEVE_ROUTE
             await self.retrieve(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -142,6 +155,7 @@ def create_app(
     state.hint = components.hint
     state.creates = components.creates
     state.webhooks = components.webhooks
+    state.usage = components.usage
     state.events = hub
     state.wake_peers = peers.notify if peers is not None and not with_worker else _nothing
     routers = (
@@ -156,17 +170,28 @@ def create_app(
         health.router,
         ark_dialect.router,
         openai_dialect.router,
+        admin_api.router,
+        usage_api.router,
         docs.router,
     )
     for router in routers:
         app.include_router(router)
     app.documented = [route for router in routers for route in router.routes]
+    for router in dashboard_routers:  # /dashboard: pages for browsers, not in the schema
+        app.include_router(router)
     if components.settings.bench_routes:
         app.include_router(bench.router)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=components.settings.max_body_bytes)
     app.add_middleware(RequestId)
     app.retrieve = videos.Retrieve(components.keys, components.tasks)
+    if components.settings.metrics:
+        metered = api_metrics.HttpMetrics(app.dispatch)
+        gauges = api_metrics.StoreGauges(components.store)
+        token = components.settings.metrics_token
+        state.metrics = api_metrics.Scrape(gauges, token, flush=metered.flush)
+        app.include_router(api_metrics.router)
+        app.metered = metered
     return app
 
 

@@ -35,6 +35,11 @@ async def content(
     variant: str | None = Query(None, description="video (the MP4) or thumbnail (a JPEG)"),
 ) -> Response:
     chosen = _variant(request)  # declared above for /openapi.json; read strictly here
+    return await content_response(request, owner, task_id, chosen)
+
+
+async def content_response(request: Request, owner: str, task_id: str, chosen: str) -> Response:
+    """``owner``'s task's ``chosen`` variant (also the dashboard's, under its cookie)."""
     tasks: TaskService = request.app.state.tasks
     blobs: BlobStore = request.app.state.blobs
     key = await tasks.content(owner, task_id, chosen)

@@ -25,6 +25,7 @@ STATUS: dict[type[e.ReelgateError], tuple[int, str]] = {
     e.AuthenticationError: (401, "authentication_error"),
     e.Forbidden: (403, "permission_error"),
     e.NotFound: (404, "not_found_error"),
+    e.FilesExpired: (410, "not_found_error"),
     e.PayloadTooLarge: (413, "invalid_request_error"),
     e.UnsupportedMediaType: (415, "invalid_request_error"),
     e.RateLimited: (429, "rate_limit_error"),

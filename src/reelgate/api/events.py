@@ -47,15 +47,24 @@ KEEP_ALIVE = b": keep-alive\n\n"
 async def video_events(
     task_id: str, request: Request, owner: str = Depends(current_owner)
 ) -> Response:
+    return await stream_response(request, owner, task_id)
+
+
+async def stream_response(request: Request, owner: str, task_id: str) -> Response:
+    """The event stream of ``owner``'s task (also the dashboard's, under its cookie)."""
     tasks: TaskService = request.app.state.tasks
-    hub: EventHub = request.app.state.events
     header = request.headers.get("last-event-id")
     after = None if header is None or not header.strip() else parse_cursor(header.strip())
     await tasks.get(owner, task_id)  # errors (another owner's task) before the stream starts
-    stream = _stream(
-        Stream(tasks, hub, owner, task_id, request.app.state.settings.sse_heartbeat), after
-    )
+    stream = frames(open_stream(request, owner, task_id), after)
     return StreamingResponse(stream, media_type="text/event-stream", headers=HEADERS)
+
+
+def open_stream(request: Request, owner: str, task_id: str) -> Stream:
+    """A ``Stream`` of ``owner``'s task over the application's services."""
+    tasks: TaskService = request.app.state.tasks
+    hub: EventHub = request.app.state.events
+    return Stream(tasks, hub, owner, task_id, request.app.state.settings.sse_heartbeat)
 
 
 class Stream:
@@ -103,7 +112,8 @@ class Stream:
         )
 
 
-async def _stream(stream: Stream, after: int | None) -> AsyncIterator[bytes]:
+async def frames(stream: Stream, after: int | None) -> AsyncIterator[bytes]:
+    """The stream's frames after cursor ``after`` (None: the current state first)."""
     tasks, hub = stream.tasks, stream.hub
     try:
         if after is None:  # the current state first: the cursor, then the task (never older)

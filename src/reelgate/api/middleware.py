@@ -7,6 +7,7 @@ import random
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelgate import logs
 from reelgate.api.errors import unexpected_error
 from reelgate.domain.errors import PayloadTooLarge
 
@@ -32,7 +33,11 @@ def new_request_id() -> str:
 def log_unexpected(scope: Scope, request_id: str) -> None:
     """Log the exception being handled, with the request and its id."""
     log.exception(
-        "unexpected error in %s %s (request %s)", scope["method"], scope["path"], request_id
+        "unexpected error in %s %s (request %s)",
+        scope["method"],
+        scope["path"],
+        request_id,
+        extra={"request_id": request_id},
     )
 
 
@@ -58,6 +63,7 @@ class RequestId:
                 break
         request_id = request_id or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        logs.REQUEST_ID.set(request_id)  # for the log records of this request (JSON logs)
         header = (REQUEST_ID, request_id.encode("latin-1"))
 
         started = False

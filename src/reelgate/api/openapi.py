@@ -11,8 +11,9 @@ answers' shapes and the errors. ``complete`` adds them without touching a handle
 - the create bodies: multipart, urlencoded and JSON for ``POST /v1/videos`` and
   ``POST /openai/v1/videos`` (Ark's, JSON only, is declared on its route), with the
   catalog's model ids;
-- the bearer scheme, on every route that depends on ``videos.current_owner``: not on
-  the probes, the signed ``/files`` links or ``/v1/callbacks``.
+- the bearer scheme, on every route that depends on ``videos.current_owner`` or on
+  ``auth.current_key``/``current_admin``: not on the probes, the signed ``/files``
+  links or ``/v1/callbacks``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from reelgate.api import schemas as s
+from reelgate.api.auth import current_admin, current_key
 from reelgate.api.videos import current_owner
 
 BEARER = "bearer"
@@ -39,12 +41,15 @@ _REASONS = {
     304: "Not modified: the If-None-Match header names the file's ETag",
     400: "A refused request (task_not_exist, InvalidParameter, MissingParameter, …)",
     401: "A missing, malformed or revoked bearer key",
-    403: "The link is not signed, its signature does not match, or it has expired",
+    403: "The link is not signed, its signature does not match, or it has expired; on "
+    "/v1/admin: the key is not an admin key (admin_required)",
     404: "Not found (and no route for a path)",
     409: "A conflict (idempotency key reused, task not cancellable, content not ready)",
     413: "The request body is too large",
     415: "An unsupported content type",
     416: "The Range lies outside the file",
+    429: "A key's limit or the server's queue cap was reached (rate_limited, "
+    "active_tasks_limit, daily_seconds_limit, queue_full); Retry-After says when to retry",
     500: "An unexpected error (the request id in the message)",
     503: "The database or the storage is unavailable (Retry-After)",
 }
@@ -82,7 +87,7 @@ _OPENAI_VIDEO = {
 # (method, path) -> the success answers, and the error statuses besides 401 (a route that
 # needs a key), 500 and 503 (every route but /healthz, which only answers 200 or 500).
 OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any], tuple[int, ...]]] = {
-    ("post", "/v1/videos"): (_CREATED, (400, 409, 413, 415)),
+    ("post", "/v1/videos"): (_CREATED, (400, 409, 413, 415, 429)),
     ("get", "/v1/videos"): (_json("VideoList"), (400,)),
     ("get", "/v1/videos/{task_id}"): (_json("Video"), (400, 404)),
     ("delete", "/v1/videos/{task_id}"): (_json("VideoDeleted"), (400, 404, 409)),
@@ -110,7 +115,7 @@ OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any], tuple[int, ...]]] = {
     ("post", "/v1/callbacks/{task_id}"): (_json("CallbackReceived"), (403, 404)),
     ("get", "/healthz"): (_json("Health"), ()),
     ("get", "/readyz"): (_json("Ready"), ()),
-    ("post", "/openai/v1/videos"): (_OPENAI_VIDEO, (400, 404, 409, 413, 415)),
+    ("post", "/openai/v1/videos"): (_OPENAI_VIDEO, (400, 404, 409, 413, 415, 429)),
     ("get", "/openai/v1/videos"): (_json("OpenAIVideoList"), (400,)),
     ("get", "/openai/v1/videos/{video_id}"): (_OPENAI_VIDEO, (400, 404)),
     ("delete", "/openai/v1/videos/{video_id}"): (_json("OpenAIVideoDeleted"), (400, 404, 409)),
@@ -123,7 +128,20 @@ OPERATIONS: dict[tuple[str, str], tuple[dict[str, Any], tuple[int, ...]]] = {
         (206, 302, 304, 400, 404, 409, 416),
     ),
     ("get", "/openai/v1/models"): (_json("OpenAIModelList"), ()),
-    ("post", "/api/v3/contents/generations/tasks"): (_json("ArkCreated"), (400, 404, 409, 413)),
+    ("post", "/api/v3/contents/generations/tasks"): (
+        _json("ArkCreated"),
+        (400, 404, 409, 413, 429),
+    ),
+    ("post", "/v1/admin/keys"): (
+        _json("ApiKeyCreated", "The key, with its secret (shown only here)"),
+        (400, 403, 413, 415),
+    ),
+    ("get", "/v1/admin/keys"): (_json("ApiKeyList"), (403,)),
+    ("get", "/v1/admin/keys/{key_id}"): (_json("ApiKey"), (403, 404)),
+    ("patch", "/v1/admin/keys/{key_id}"): (_json("ApiKey"), (400, 403, 404, 413, 415)),
+    ("delete", "/v1/admin/keys/{key_id}"): (_json("ApiKey", "The key, revoked"), (403, 404)),
+    ("get", "/v1/usage"): (_json("Usage"), (400,)),
+    ("get", "/v1/admin/usage"): (_json("Usage"), (400, 403)),
     ("get", "/api/v3/contents/generations/tasks"): (_json("ArkTaskList"), (400, 409)),
     ("get", "/api/v3/contents/generations/tasks/{task_id}"): (_json("ArkTask"), (400, 404)),
     ("delete", "/api/v3/contents/generations/tasks/{task_id}"): (
@@ -150,6 +168,9 @@ _VARIANT = {
 }
 
 
+_KEYED = (current_owner, current_key, current_admin)  # the dependencies that want a key
+
+
 def complete(
     document: dict[str, Any], routes: Iterable[BaseRoute], models: list[str], aliases: list[str]
 ) -> dict[str, Any]:
@@ -165,7 +186,7 @@ def complete(
         for route in routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()
-        if any(dep.call is current_owner for dep in route.dependant.dependencies)
+        if any(dep.call in _KEYED for dep in route.dependant.dependencies)
     }
     paths = document["paths"]
     for path, item in paths.items():
@@ -191,6 +212,8 @@ def complete(
         content = paths["/openai/v1/videos/{video_id}/content"][method]
         content["parameters"] = [*content.get("parameters", []), _VARIANT]
     paths["/v1/webhooks"]["post"]["requestBody"] = s.WEBHOOK_BODY
+    paths["/v1/admin/keys"]["post"]["requestBody"] = s.KEY_BODY
+    paths["/v1/admin/keys/{key_id}"]["patch"]["requestBody"] = s.KEY_CHANGE
     return document
 
 

@@ -69,6 +69,11 @@ _VIDEO = {
     "completed_at": {**nullable(SECONDS), "description": "null until the task is terminal"},
     "video_url": {**STRING, "description": "on SUCCESS only: a signed link to the MP4"},
     "expires_at": {**SECONDS, "description": "on SUCCESS only: when video_url expires"},
+    "files_expired_at": {
+        **SECONDS,
+        "description": "on SUCCESS only, instead of video_url: when retention deleted the "
+        "video and its thumbnail (the task itself is kept)",
+    },
     "error": {**_TASK_ERROR, "description": "on FAILED and ERROR (a cancelled task: cancelled)"},
 }
 _ALWAYS = ("id", "task_id", "object", "model", "status", "progress", "created_at")
@@ -235,7 +240,95 @@ ARK: dict[str, Schema] = {
     "ArkDeleted": {"type": "object", "maxProperties": 0, "description": "an empty object"},
 }
 
-SCHEMAS: dict[str, Schema] = {**COMETAPI, **OPENAI, **ARK}
+_INT_OR_NULL: Schema = {"type": ["integer", "null"], "minimum": 0}
+_LIMITS = obj(
+    {
+        "rate_per_minute": {**_INT_OR_NULL, "description": "creates per UTC minute"},
+        "max_active": {**_INT_OR_NULL, "description": "unfinished tasks at a time"},
+        "seconds_per_day": {**_INT_OR_NULL, "description": "seconds of video per UTC day"},
+    }
+)
+_KEY_FIELDS: dict[str, Schema] = {
+    "id": STRING,
+    "object": const("api_key"),
+    "owner": STRING,
+    "name": STRING,
+    "prefix": {**STRING, "description": "the secret's first characters"},
+    "role": {"type": "string", "enum": ["admin", "user"]},
+    "limits": {**_LIMITS, "description": "null: no limit; counted over the key's owner"},
+    "created_at": SECONDS,
+    "revoked_at": nullable(SECONDS),
+    "active": BOOLEAN,
+}
+_COST: Schema = {"type": ["number", "null"], "description": "null: no price configured"}
+# Keys and usage (/v1/admin, /v1/usage)
+ADMIN: dict[str, Schema] = {
+    "ApiKey": obj(_KEY_FIELDS),
+    "ApiKeyCreated": obj({**_KEY_FIELDS, "secret": {**STRING, "description": "shown once"}}),
+    "ApiKeyList": listed(ref("ApiKey")),
+    "Usage": obj(
+        {
+            "object": const("usage"),
+            "from": {**STRING, "format": "date"},
+            "to": {**STRING, "format": "date"},
+            "data": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "owner": STRING,
+                        "model": STRING,
+                        "tasks": INTEGER,
+                        "seconds": INTEGER,
+                        "tokens": INTEGER,
+                        "cost": _COST,
+                        "currency": nullable(STRING),
+                    }
+                ),
+            },
+            "totals": obj(
+                {
+                    "tasks": INTEGER,
+                    "seconds": INTEGER,
+                    "tokens": INTEGER,
+                    "cost": {"type": "object", "additionalProperties": {"type": "number"}},
+                }
+            ),
+        }
+    ),
+}
+KEY_BODY: Schema = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": obj(
+                {
+                    "owner": STRING,
+                    "name": STRING,
+                    "role": {"type": "string", "enum": ["admin", "user"], "default": "user"},
+                    "limits": _LIMITS,
+                },
+                ("owner",),
+            )
+        }
+    },
+}
+KEY_CHANGE: Schema = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": obj(
+                {
+                    "name": STRING,
+                    "role": {"type": "string", "enum": ["admin", "user"]},
+                    "limits": {**_LIMITS, "required": []},
+                },
+                (),
+            )
+        }
+    },
+}
+
+SCHEMAS: dict[str, Schema] = {**COMETAPI, **OPENAI, **ARK, **ADMIN}
 
 _SIZE: Schema = {
     "anyOf": [

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from reelgate.api.timeouts import timed_protocol
 from reelgate.settings import Settings
@@ -94,6 +95,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # JSON logs: uvicorn's loggers pass their records to ours (logs.configure)
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=30,
@@ -141,8 +144,13 @@ class Peers:
             asyncio.get_running_loop().remove_reader(self._read)
 
 
-def run_processes(count: int, target: Callable[[int], None]) -> int:
+def run_processes(
+    count: int, target: Callable[[int], None], on_exit: Callable[[int], None] = lambda _: None
+) -> int:
     """Run ``target(index)`` in ``count`` forked processes and supervise them.
+
+    ``on_exit(pid)`` runs here for each process that exited (the metrics forget its
+    live gauges).
 
     Returns the exit status for the command: 0 after SIGTERM/SIGINT, 1 when a process
     died at start (the others are stopped then). Call it before any thread or event
@@ -191,6 +199,7 @@ def run_processes(count: int, target: Callable[[int], None]) -> int:
                 continue  # not one of ours (cannot happen: we fork only these)
             index, started = children.pop(pid)
             code = os.waitstatus_to_exitcode(wait_status)
+            on_exit(pid)
             if stopping:
                 continue
             if time.monotonic() - started < STARTUP_SECONDS:

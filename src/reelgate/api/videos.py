@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from reelgate.api.auth import current_key
 from reelgate.api.body import read_create_body
 from reelgate.api.errors import domain_error, unexpected_error
 from reelgate.api.middleware import REQUEST_ID, log_unexpected, new_request_id, sane_request_id
@@ -23,7 +24,7 @@ from reelgate.config import Config
 from reelgate.domain.catalog import DEFAULT_SECONDS, SIZES
 from reelgate.domain.errors import ReelgateError
 from reelgate.domain.status import Status
-from reelgate.domain.task import Task
+from reelgate.domain.task import ApiKey, Task
 from reelgate.services.idempotency import CreateService
 from reelgate.services.keys import KeyService
 from reelgate.services.tasks import TaskService
@@ -70,6 +71,8 @@ def video_body(task: Task, tasks: TaskService) -> dict[str, Any]:
     if link is not None:
         body["video_url"] = link.url
         body["expires_at"] = link.expires_at
+    elif task.files_expired_at is not None and task.status is Status.SUCCESS:
+        body["files_expired_at"] = int(task.files_expired_at)  # retention deleted the video
     if task.error_code is not None:
         body["error"] = {"code": task.error_code, "message": task.error_message or ""}
     return body
@@ -93,6 +96,8 @@ def video_json(task: Task, tasks: TaskService) -> bytes:
     link = tasks.link(task)
     if link is not None:
         text += f',"video_url":{_string(link.url)},"expires_at":{_number(link.expires_at)}'
+    elif task.files_expired_at is not None and task.status is Status.SUCCESS:
+        text += f',"files_expired_at":{int(task.files_expired_at)}'
     if task.error_code is not None:
         code, message = _string(task.error_code), _string(task.error_message or "")
         text += f',"error":{{"code":{code},"message":{message}}}'
@@ -106,7 +111,7 @@ def _number(value: object) -> str:
 @router.post("/v1/videos", summary="Create a video task")
 async def create_video(
     request: Request,
-    owner: str = Depends(current_owner),
+    key: ApiKey = Depends(current_key),
     idempotency_key: str | None = Header(
         None,
         alias="Idempotency-Key",
@@ -117,8 +122,13 @@ async def create_video(
     tasks: TaskService = request.app.state.tasks
     creates: CreateService = request.app.state.creates
     fields, image = await read_create_body(request)
-    key = request.headers.get(IDEMPOTENCY_HEADER)  # as sent (also when empty)
-    created = await creates.create(owner, fields, image, idempotency_key=key)
+    created = await creates.create(
+        key.owner,
+        fields,
+        image,
+        idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),  # as sent (also when empty)
+        limits=key.limits,
+    )
     if created.replayed:  # the first request's answer, again (docs/api.md, Idempotency-Key)
         response = json_response(created_body(created.task))
         response.headers["Idempotent-Replayed"] = "true"

@@ -12,9 +12,11 @@
     ├── AuthenticationError       401
     ├── Forbidden                 403 (bad or expired signed URL)
     ├── NotFound                  404 (unknown route or file)
+    │   └── FilesExpired          410 files_expired: retention deleted the task's files
     ├── PayloadTooLarge           413
     ├── UnsupportedMediaType      415
-    ├── RateLimited               429
+    ├── RateLimited               429 rate_limited, active_tasks_limit, daily_seconds_limit,
+    │                             queue_full (a key's limits, the global queue cap)
     ├── Conflict                  state-machine refusals
     │   ├── IllegalTransition     the status machine forbids the move
     │   ├── LeaseLost             the worker no longer owns the task
@@ -103,6 +105,12 @@ class NotFound(ReelgateError):
     code = "not_found"
 
 
+class FilesExpired(NotFound):
+    """The task's files were deleted by retention (``domain.retention``); for ever."""
+
+    code = "files_expired"
+
+
 class PayloadTooLarge(ReelgateError):
     """The body or an uploaded file is larger than allowed."""
 
@@ -120,8 +128,8 @@ class RateLimited(ReelgateError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 

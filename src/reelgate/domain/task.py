@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from reelgate.domain.progress import estimate
+from reelgate.domain.quotas import Limits, Role
 from reelgate.domain.status import CANCELLED, Phase, Status, check_move, check_transition
 
 ID_PREFIX = "task_"
@@ -59,6 +60,12 @@ class Task:
     upstream_url_expires: float | None = None
     usage_tokens: int | None = None  # as the provider reported them
     faults: int = 0  # transient faults in a row (submit, poll or download)
+    # retention (domain.retention): sizes recorded as the files were stored, and when
+    # the janitor deleted the outputs (videos, thumbnails) and the input image
+    output_bytes: int | None = None
+    input_bytes: int | None = None
+    files_expired_at: float | None = None
+    input_expired_at: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -116,7 +123,13 @@ class ApiKey:
     prefix: str
     created_at: float
     revoked_at: float | None = None
+    role: Role = Role.USER
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def admin(self) -> bool:
+        return self.role is Role.ADMIN

@@ -55,16 +55,16 @@ def _middle_time(container: av.container.InputContainer, stream: av.VideoStream)
     return 0.0
 
 
-async def store_thumbnail(blobs: BlobStore, key: str, video: Path) -> bool:
-    """Make the thumbnail of ``video`` (on a thread) and store it at ``key``.
+async def store_thumbnail(blobs: BlobStore, key: str, video: Path) -> int:
+    """Make the thumbnail of ``video`` (on a thread) and store it at ``key``; its bytes.
 
-    A video that does not decode gets no thumbnail (logged; False): the video itself is
-    still served. Storage errors propagate, for the caller's retry.
+    A video that does not decode gets no thumbnail (logged; 0 bytes): the video itself
+    is still served. Storage errors propagate, for the caller's retry.
     """
     try:
         jpeg = await asyncio.to_thread(thumbnail_jpeg, video)
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         log.warning("no thumbnail for %s: %s", key, exc)
-        return False
+        return 0
     await blobs.put_bytes(key, jpeg)
-    return True
+    return len(jpeg)

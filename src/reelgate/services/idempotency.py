@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from reelgate.domain.errors import IdempotencyConflict
+from reelgate.domain.quotas import Limits
 from reelgate.domain.request import parse_create
 from reelgate.domain.task import Task, new_task_id
 from reelgate.domain.webhooks import (
@@ -64,8 +65,14 @@ class CreateService:
         image: bytes | None = None,
         *,
         idempotency_key: str | None = None,
+        limits: Limits | None = None,
     ) -> Created:
-        """Create a task (or answer with the one an earlier request with the key made)."""
+        """Create a task (or answer with the one an earlier request with the key made).
+
+        ``limits``: the signed-in key's. A create they refuse (``RateLimited``) leaves
+        nothing: its idempotency key and callback are released, as for any failure; a
+        replay is no new create and is never refused.
+        """
         fields = dict(fields)
         callback = fields.pop(CALLBACK_FIELD, None)
         key = None if idempotency_key is None else check_idempotency_key(idempotency_key)
@@ -87,7 +94,7 @@ class CreateService:
         try:
             if callback_url is not None:
                 await self._hooks.add_callback(task_id, callback_url)
-            task = await self.tasks.add(owner, request, image, task_id=task_id)
+            task = await self.tasks.add(owner, request, image, task_id=task_id, limits=limits)
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._undo(record, task_id, callback_url is not None))

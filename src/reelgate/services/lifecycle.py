@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from reelgate import metrics
 from reelgate.domain.errors import IllegalTransition, TaskNotCancellable, TaskNotFound
 from reelgate.domain.task import Task
 from reelgate.ports import BlobStore, Clock, TaskStore
@@ -32,7 +33,7 @@ async def cancel(store: TaskStore, clock: Clock, task: Task) -> Task:
             return task
         raise not_cancellable(task)
     try:
-        return await store.cancel_task(task.id, now=clock())
+        cancelled = await store.cancel_task(task.id, now=clock())
     except IllegalTransition:
         current = await store.get_task(task.id)
         if current is None:
@@ -40,6 +41,8 @@ async def cancel(store: TaskStore, clock: Clock, task: Task) -> Task:
         if current.cancelled:
             return current
         raise not_cancellable(current) from None
+    metrics.task_finished(cancelled, metrics.CANCELLED)
+    return cancelled
 
 
 def not_cancellable(task: Task) -> TaskNotCancellable:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from reelgate import metrics
 from reelgate.domain.catalog import Catalog
 from reelgate.domain.errors import (
     ContentNotReady,
+    FilesExpired,
     InvalidParameter,
     NotFound,
     TaskNotCancellable,
     TaskNotFound,
 )
 from reelgate.domain.listing import ListQuery, Page
+from reelgate.domain.quotas import Limits
 from reelgate.domain.request import CreateRequest, check_task_id, parse_create
 from reelgate.domain.status import Status
 from reelgate.domain.task import Task, TaskSpec, new_task_id
@@ -82,6 +85,8 @@ class TaskService:
         max_image_bytes: int = 10 * 1024 * 1024,
         wake: Callable[[], None] = lambda: None,
         on_cancel: Callable[[str], object] = lambda _: None,
+        retain_outputs: float | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self._store = store
         self._blobs = blobs
@@ -95,6 +100,8 @@ class TaskService:
         self._max_image_bytes = max_image_bytes
         self._wake = wake
         self._on_cancel = on_cancel  # tells this process's workers at once
+        self.retain_outputs = retain_outputs  # seconds a finished video is kept (None: ever)
+        self._max_queued = max_queued  # unfinished tasks of all owners, at most (None: any)
 
     async def create(
         self,
@@ -103,16 +110,18 @@ class TaskService:
         image: bytes | None = None,
         *,
         task_id: str | None = None,
+        limits: Limits | None = None,
     ) -> Task:
         """Validate a create request; store the task (and its image) durably; wake a worker.
 
         Nothing is stored for a refused request: the image is written only once every
         check passed, and removed again when the task itself could not be stored.
         ``task_id`` is the id to give the task (default: a new one; see
-        ``services.idempotency``, which records it before the task).
+        ``services.idempotency``, which records it before the task). ``limits`` are the
+        signed-in key's (``RateLimited`` past one of them, or past the queue cap).
         """
         request = parse_create(fields, has_image=image is not None, catalog=self.catalog)
-        return await self.add(owner, request, image, task_id=task_id)
+        return await self.add(owner, request, image, task_id=task_id, limits=limits)
 
     async def add(
         self,
@@ -121,9 +130,18 @@ class TaskService:
         image: bytes | None = None,
         *,
         task_id: str | None = None,
+        limits: Limits | None = None,
     ) -> Task:
-        """``create`` for a request already parsed (``parse_create``)."""
+        """``create`` for a request already parsed (``parse_create``).
+
+        Every create path ends here: the limits are applied by the store, in the
+        transaction that inserts the task.
+        """
         task_id = task_id or new_task_id()
+        if self._max_queued is not None:
+            limits = replace(limits or Limits(), max_queued=self._max_queued)
+        # Without limits: the create of before, to the statement (one round trip).
+        limited = () if limits is None or limits.unlimited else (limits,)
         input_key = None
         if image is not None:
             extension = await verify_image(image, self._max_image_bytes)
@@ -138,16 +156,19 @@ class TaskService:
             input_key,
         )
         task = Task(task_id, owner, spec, Status.SUBMITTED, 0, now, now)
+        if image is not None:
+            task = replace(task, input_bytes=len(image))
         if image is None or input_key is None:
-            await self._store.create_task(task)
+            await self._store.create_task(task, *limited)
         else:
             await self._blobs.put_bytes(input_key, image)
             try:
-                await self._store.create_task(task)
+                await self._store.create_task(task, *limited)
             except BaseException:  # an error, or the request cancelled: no orphan image
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._blobs.delete(input_key))
                 raise
+        metrics.task_created(task)
         self._wake()
         return task
 
@@ -178,8 +199,8 @@ class TaskService:
         """The blob key of the owner's finished task's ``variant``: its MP4 or thumbnail JPEG.
 
         ``TaskNotFound`` for an unknown id, ``InvalidParameter`` (``variant``) for a
-        variant not offered, ``ContentNotReady`` before SUCCESS, ``NotFound`` when the
-        file is no longer stored.
+        variant not offered, ``ContentNotReady`` before SUCCESS, ``FilesExpired`` once
+        retention deleted it, ``NotFound`` when the file is no longer stored otherwise.
         """
         if variant not in VARIANTS:
             offered = "; a spritesheet is not offered" if variant == "spritesheet" else ""
@@ -191,6 +212,11 @@ class TaskService:
         if task.status is not Status.SUCCESS or task.output_key is None:
             raise ContentNotReady(
                 f"the task is {task.status.value}: its {variant} exists once it is SUCCESS"
+            )
+        if task.files_expired_at is not None:
+            raise FilesExpired(
+                f"this task's {variant} was deleted after the retention period "
+                f"(at {int(task.files_expired_at)}); the task itself is kept"
             )
         key = task.output_key
         if variant == "thumbnail":
@@ -249,7 +275,7 @@ class TaskService:
         once per step and kept for the step (polls read the same tasks again and again).
         """
         key = task.output_key
-        if task.status is not Status.SUCCESS or key is None:
+        if task.status is not Status.SUCCESS or key is None or task.files_expired_at is not None:
             return None
         now = int(self._clock())
         expires = -(-(now + self._url_ttl) // LINK_STEP) * LINK_STEP

@@ -15,16 +15,19 @@ from typing import Any
 from reelgate.domain.errors import Conflict, IllegalTransition, LeaseLost, NotFound
 from reelgate.domain.listing import Cursor, ListQuery, Page, beyond, page_of
 from reelgate.domain.progress import learn, progress_stepped
+from reelgate.domain.quotas import Limits
 from reelgate.domain.routing import Candidate, assign, first_free
 from reelgate.domain.status import Phase, Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.ports import Claimed, Move
 from reelgate.store import sql
 from reelgate.store.hooks_memory import MemoryHooks
+from reelgate.store.quotas_memory import MemoryQuotas
+from reelgate.store.retention import MemoryRetention
 from reelgate.store.sql import MOVABLE
 
 
-class MemoryStore(MemoryHooks):
+class MemoryStore(MemoryHooks, MemoryRetention, MemoryQuotas):
     """``TaskStore`` in dictionaries; nothing survives the process."""
 
     def __init__(self) -> None:
@@ -55,11 +58,14 @@ class MemoryStore(MemoryHooks):
             Event(task.id, self._seq, task.updated_at, task.status, task.progress, detail)
         )
         self._outbox(self._events[-1], task)  # the webhook outbox, as the SQL trigger writes it
+        self._account(task)  # usage and daily seconds, as migration 0008's triggers do
 
-    async def create_task(self, task: Task) -> None:
+    async def create_task(self, task: Task, limits: Limits | None = None) -> None:
         async with self._lock:
             if task.id in self._tasks:
                 raise Conflict(f"duplicate task id {task.id}")
+            if limits is not None and not limits.unlimited:
+                self._admit(task, limits)
             self._tasks[task.id] = task
             self._record(task, "created")
 
@@ -132,6 +138,7 @@ class MemoryStore(MemoryHooks):
         output_key: str | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        output_bytes: int | None = None,
     ) -> Task:
         check_terminal(status)
         async with self._lock:
@@ -146,6 +153,7 @@ class MemoryStore(MemoryHooks):
                 output_key=output_key,
                 error_code=error_code,
                 error_message=error_message,
+                output_bytes=output_bytes,
             )
             self._tasks[task_id] = task
             self._record(task, error_code)
@@ -200,6 +208,13 @@ class MemoryStore(MemoryHooks):
 
     async def last_event(self) -> int:
         return self._seq
+
+    async def queue_depth(self) -> dict[Phase, int]:
+        depth: dict[Phase, int] = {}
+        for task in self._tasks.values():
+            if task.phase is not Phase.DONE:
+                depth[task.phase] = depth.get(task.phase, 0) + 1
+        return depth
 
     async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
         found = [
@@ -327,6 +342,9 @@ class MemoryStore(MemoryHooks):
 
     async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
         self._pollers[poller] = alive_until
+
+    async def list_pollers(self) -> list[tuple[str, float]]:
+        return sorted(self._pollers.items())
 
     async def drop_poller(self, poller: str, *, now: float) -> None:
         async with self._lock:

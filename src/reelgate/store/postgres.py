@@ -28,12 +28,15 @@ from reelgate.domain.errors import (
 )
 from reelgate.domain.listing import Cursor, ListQuery, Page, page_of
 from reelgate.domain.progress import PROGRESS_STEP
+from reelgate.domain.quotas import Limits
 from reelgate.domain.routing import assign, first_free
-from reelgate.domain.status import Status, check_terminal
+from reelgate.domain.status import Phase, Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.ports import Claimed, Move
 from reelgate.store import sql
 from reelgate.store.hooks_postgres import PostgresHooks
+from reelgate.store.quotas_postgres import PostgresQuotas, admit
+from reelgate.store.retention import PostgresRetention
 
 log = logging.getLogger("reelgate.store")
 _MIGRATION_LOCK = 0x7265656C  # "reel"
@@ -240,7 +243,7 @@ class PostgresEventListener:
             delay = min(delay * 2, 10.0)
 
 
-class PostgresStore(PostgresHooks):
+class PostgresStore(PostgresHooks, PostgresRetention, PostgresQuotas):
     """``TaskStore`` over a PostgreSQL database, through a connection pool.
 
     Connections run in autocommit mode: reads are one round trip, and every write
@@ -326,8 +329,14 @@ class PostgresStore(PostgresHooks):
 
     # tasks -----------------------------------------------------------------
 
-    async def create_task(self, task: Task) -> None:
-        await self._rows(_Q["create"], {**sql.task_params(task), "origin": self.origin})
+    async def create_task(self, task: Task, limits: Limits | None = None) -> None:
+        params = {**sql.task_params(task), "origin": self.origin}
+        if limits is None or limits.unlimited:
+            await self._rows(_Q["create"], params)
+            return
+        async with self._connection() as conn, conn.transaction():
+            await admit(conn, task, limits)
+            await conn.execute(_Q["create"], params)
 
     async def get_task(self, task_id: str) -> Task | None:
         tasks = await self._tasks(_Q["select_task"], {"id": task_id})
@@ -372,6 +381,7 @@ class PostgresStore(PostgresHooks):
         output_key: str | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        output_bytes: int | None = None,
     ) -> Task:
         check_terminal(status)
         params = sql.lease_params(
@@ -382,6 +392,7 @@ class PostgresStore(PostgresHooks):
             output_key=output_key,
             error_code=error_code,
             error_message=error_message,
+            output_bytes=output_bytes,
         )
         return await self._leased(_Q["finish"], params)
 
@@ -415,6 +426,10 @@ class PostgresStore(PostgresHooks):
 
     async def last_event(self) -> int:
         return int((await self._rows(_Q["last_event"], {}))[0][0])
+
+    async def queue_depth(self) -> dict[Phase, int]:
+        rows = await self._rows(sql.COUNT_ACTIVE, {})
+        return {Phase(phase): int(count) for phase, count in rows}
 
     async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
         statement, params = sql.list_statement(owner, query, cursor)
@@ -477,6 +492,10 @@ class PostgresStore(PostgresHooks):
 
     async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
         await self._rows(_Q["beat_poller"], {"poller": poller, "alive_until": alive_until})
+
+    async def list_pollers(self) -> list[tuple[str, float]]:
+        rows = await self._rows(sql.SELECT_POLLERS, {})
+        return [(str(id_), float(until)) for id_, until in rows]
 
     async def drop_poller(self, poller: str, *, now: float) -> None:
         async with self._connection() as conn, conn.transaction():

@@ -16,6 +16,7 @@ from typing import Any
 from reelgate.domain.errors import Conflict, InvalidParameter, ReelgateError, Unavailable
 from reelgate.domain.listing import Cursor, ListQuery
 from reelgate.domain.progress import LEARNING_RATE
+from reelgate.domain.quotas import Limits, Role
 from reelgate.domain.request import storable_text
 from reelgate.domain.routing import Candidate, Pick, Route, first_free
 from reelgate.domain.status import (
@@ -36,7 +37,8 @@ TASK_COLUMNS = (
     "created_at, updated_at, completed_at, attempts, lease_owner, lease_until, "
     "output_key, error_code, error_message, phase, provider, upstream_model, upstream_id, "
     "next_check_at, watcher, submitted_at, expected_seconds, upstream_url, "
-    "upstream_url_expires, usage_tokens, faults"
+    "upstream_url_expires, usage_tokens, faults, output_bytes, input_bytes, files_expired_at, "
+    "input_expired_at"
 )
 # The columns a ``Move`` may set; the rest never change after create, or only by the
 # statements below.
@@ -60,9 +62,13 @@ MOVABLE = frozenset(
         "upstream_url_expires",
         "usage_tokens",
         "faults",
+        "output_bytes",
     ]
 )
-KEY_COLUMNS = "id, owner, name, key_hash, prefix, created_at, revoked_at"
+KEY_COLUMNS = (
+    "id, owner, name, key_hash, prefix, created_at, revoked_at, role, rate_per_minute, "
+    "max_active, seconds_per_day"
+)
 
 INSERT_TASK = f"""
 INSERT INTO tasks ({TASK_COLUMNS}) VALUES (
@@ -70,7 +76,8 @@ INSERT INTO tasks ({TASK_COLUMNS}) VALUES (
     :progress, :created_at, :updated_at, :completed_at, :attempts, :lease_owner,
     :lease_until, :output_key, :error_code, :error_message, :phase, :provider,
     :upstream_model, :upstream_id, :next_check_at, :watcher, :submitted_at,
-    :expected_seconds, :upstream_url, :upstream_url_expires, :usage_tokens, :faults)
+    :expected_seconds, :upstream_url, :upstream_url_expires, :usage_tokens, :faults,
+    :output_bytes, :input_bytes, :files_expired_at, :input_expired_at)
 """
 
 INSERT_EVENT = """
@@ -110,7 +117,8 @@ FINISH = f"""
 UPDATE tasks SET status = :status, phase = 'done',
     progress = CASE WHEN :status = 'SUCCESS' THEN 100 ELSE progress END,
     completed_at = :now, updated_at = :now, lease_owner = NULL, lease_until = NULL,
-    output_key = :output_key, error_code = :error_code, error_message = :error_message
+    output_key = :output_key, error_code = :error_code, error_message = :error_message,
+    output_bytes = :output_bytes
 WHERE id = :id AND phase = 'rendering' AND lease_owner = :worker
 RETURNING {TASK_COLUMNS}
 """
@@ -165,6 +173,7 @@ ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until
 """
 RELEASE_WATCHED = f"UPDATE tasks SET watcher = NULL WHERE {WATCHED} AND watcher = :poller"
 DROP_POLLER = "DELETE FROM pollers WHERE id = :poller OR alive_until < :forgotten"
+SELECT_POLLERS = "SELECT id, alive_until FROM pollers ORDER BY id"
 
 UPSTREAM_IDS = """
 SELECT upstream_id FROM tasks
@@ -311,10 +320,15 @@ SELECT_EVENT_FEED = """
 SELECT seq, task_id FROM task_events WHERE seq > :after ORDER BY seq LIMIT :limit
 """
 SELECT_LAST_EVENT = "SELECT COALESCE(MAX(seq), 0) FROM task_events"
+# The tasks not finished, by phase: the partial index tasks_work holds exactly these.
+COUNT_ACTIVE = """
+SELECT phase, COUNT(*) FROM tasks WHERE status IN ('SUBMITTED', 'IN_PROGRESS') GROUP BY phase
+"""
 
 INSERT_KEY = f"""
 INSERT INTO api_keys ({KEY_COLUMNS})
-VALUES (:id, :owner, :name, :key_hash, :prefix, :created_at, :revoked_at)
+VALUES (:id, :owner, :name, :key_hash, :prefix, :created_at, :revoked_at, :role,
+    :rate_per_minute, :max_active, :seconds_per_day)
 """
 SELECT_KEY_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = :key_hash"
 SELECT_KEYS = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at"
@@ -376,6 +390,10 @@ def task_params(task: Task) -> dict[str, Any]:
         "upstream_url_expires": task.upstream_url_expires,
         "usage_tokens": task.usage_tokens,
         "faults": task.faults,
+        "output_bytes": task.output_bytes,
+        "input_bytes": task.input_bytes,
+        "files_expired_at": task.files_expired_at,
+        "input_expired_at": task.input_expired_at,
     }
 
 
@@ -409,7 +427,18 @@ _PHASES = {phase.value: phase for phase in Phase}
 
 def key_from_row(row: Sequence[Any]) -> ApiKey:
     """Map a row of ``KEY_COLUMNS`` to an ``ApiKey``."""
-    return ApiKey(*row)
+    id_, owner, name, key_hash, prefix, created_at, revoked_at, role, rate, active, daily = row
+    return ApiKey(
+        id_,
+        owner,
+        name,
+        key_hash,
+        prefix,
+        created_at,
+        revoked_at,
+        role=Role(role),
+        limits=Limits(rate, active, daily),
+    )
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
@@ -428,6 +457,8 @@ def key_params(key: ApiKey) -> Mapping[str, Any]:
         "prefix": key.prefix,
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
+        "role": key.role.value,
+        **key.limits.as_dict(),
     }
 
 

@@ -33,12 +33,15 @@ from reelgate.domain.errors import (
 )
 from reelgate.domain.listing import Cursor, ListQuery, Page, page_of
 from reelgate.domain.progress import progress_stepped
+from reelgate.domain.quotas import Limits
 from reelgate.domain.routing import assign, first_free
-from reelgate.domain.status import Status, check_terminal
+from reelgate.domain.status import Phase, Status, check_terminal
 from reelgate.domain.task import ApiKey, Event, Task
 from reelgate.ports import Claimed, Move
 from reelgate.store import sql
 from reelgate.store.hooks_sqlite import SqliteHooks
+from reelgate.store.quotas_sqlite import SqliteQuotas, admit
+from reelgate.store.retention import SqliteRetention
 
 T = TypeVar("T")
 log = logging.getLogger("reelgate.store")
@@ -79,7 +82,7 @@ _RECORD_MIGRATION = (
 )
 
 
-class SqliteStore(SqliteHooks):
+class SqliteStore(SqliteHooks, SqliteRetention, SqliteQuotas):
     """``TaskStore`` over one SQLite file."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000) -> None:
@@ -176,8 +179,10 @@ class SqliteStore(SqliteHooks):
 
     # tasks -----------------------------------------------------------------
 
-    async def create_task(self, task: Task) -> None:
+    async def create_task(self, task: Task, limits: Limits | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            if limits is not None and not limits.unlimited:
+                admit(conn, task, limits)
             conn.execute(sql.INSERT_TASK, sql.task_params(task))
             conn.execute(sql.INSERT_EVENT, sql.event_params(task, "created"))
 
@@ -250,6 +255,7 @@ class SqliteStore(SqliteHooks):
         output_key: str | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        output_bytes: int | None = None,
     ) -> Task:
         check_terminal(status)
         params = sql.lease_params(
@@ -260,6 +266,7 @@ class SqliteStore(SqliteHooks):
             output_key=output_key,
             error_code=error_code,
             error_message=error_message,
+            output_bytes=output_bytes,
         )
         return await self._leased(sql.FINISH, params, detail=error_code)
 
@@ -312,6 +319,9 @@ class SqliteStore(SqliteHooks):
 
     async def last_event(self) -> int:
         return int(self._read(sql.SELECT_LAST_EVENT, {})[0][0])
+
+    async def queue_depth(self) -> dict[Phase, int]:
+        return {Phase(phase): int(count) for phase, count in self._read(sql.COUNT_ACTIVE, {})}
 
     async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
         statement, params = sql.list_statement(owner, query, cursor)
@@ -384,6 +394,9 @@ class SqliteStore(SqliteHooks):
     async def beat_poller(self, poller: str, *, now: float, alive_until: float) -> None:
         params = {"poller": poller, "alive_until": alive_until}
         await self._write(lambda conn: conn.execute(sql.BEAT_POLLER, params))
+
+    async def list_pollers(self) -> list[tuple[str, float]]:
+        return [(str(id_), float(until)) for id_, until in self._read(sql.SELECT_POLLERS, {})]
 
     async def drop_poller(self, poller: str, *, now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from reelgate import logs, metrics
 from reelgate.blobs.local import check_writable
 from reelgate.domain.catalog import FPS, frame_size
 from reelgate.domain.errors import (
@@ -224,11 +225,12 @@ class Worker:
                     now=now, max_attempts=self._config.max_attempts
                 )
                 for task in expired:
+                    metrics.task_finished(task, Status.ERROR)
                     log.warning(
                         "task %s ERROR (%s): %s", task.id, task.error_code, task.error_message
                     )
                 self._next_expiry = now + self._config.lease_seconds / 2
-            return await self._store.claim_tasks(
+            claimed = await self._store.claim_tasks(
                 worker=self.id,
                 now=now,
                 lease_seconds=self._config.lease_seconds,
@@ -242,6 +244,9 @@ class Worker:
             )
             await asyncio.sleep(self._config.poll_interval)
             return []
+        for task in claimed:
+            metrics.task_claimed(task, now)
+        return claimed
 
     def cancel(self, task_id: str) -> bool:
         """Stop the render of ``task_id`` at once, if this worker runs it (it was cancelled).
@@ -265,11 +270,14 @@ class Worker:
         job.add_done_callback(lambda _: self._slots.release())
 
     async def _process(self, task: Task) -> None:
+        logs.TASK_ID.set(task.id)  # this asyncio task's log records name it (JSON logs)
         log.info("rendering %s (%s, attempt %d)", task.id, task.spec.model, task.attempts)
+        started = time.monotonic()
         lease = _Lease(self._store, self._clock, self.id, task, self._config)
         out_path = self._scratch / f"{self.id}.{task.id}.{task.attempts}.mp4"
         try:
             key = await self._stored_output(task)
+            size = None  # the bytes stored, video and thumbnail (unknown for a reused one)
             if key is None:
                 key = output_key(task.id, task.attempts)
                 job = await self._job(task)
@@ -277,9 +285,13 @@ class Worker:
                 async with lease.kept():
                     await renderer.render(job, out_path, lease.progress)
                     thumbnail = thumbnail_key(task.id, task.attempts)
-                    await store_thumbnail(self._blobs, thumbnail, out_path)
+                    size = await store_thumbnail(self._blobs, thumbnail, out_path)
+                    size += out_path.stat().st_size
                     await self._blobs.put_file(key, out_path)
-            await self._end(lease, task, Status.SUCCESS, output_key=key)
+                metrics.RENDER_DURATION.labels(task.spec.model, metrics.backend_of(task)).observe(
+                    time.monotonic() - started
+                )
+            await self._end(lease, task, Status.SUCCESS, output_key=key, output_bytes=size)
             if lease.cancelled:  # cancelled as it finished: no video to keep
                 await self._discard(task)
         except asyncio.CancelledError:
@@ -401,15 +413,21 @@ class Worker:
         status: Status,
         *,
         output_key: str | None = None,
+        output_bytes: int | None = None,
         code: str | None = None,
         message: str | None = None,
         exc: Exception | None = None,
     ) -> None:
         """Finish the task and log the outcome with its code (and, for ERROR, the detail)."""
         if not await lease.finish(
-            status, output_key=output_key, error_code=code, error_message=message
+            status,
+            output_key=output_key,
+            error_code=code,
+            error_message=message,
+            output_bytes=output_bytes,
         ):
             return
+        metrics.task_finished(task, status)
         if status is Status.SUCCESS:
             log.info("task %s SUCCESS (attempt %d)", task.id, task.attempts)
         elif status is Status.FAILED:
@@ -543,11 +561,26 @@ class _Lease:
         except Exception:  # the lease expires instead
             log.exception("could not hand task %s back", self._task_id)
 
-    async def finish(self, status: Status, **fields: str | None) -> bool:
+    async def finish(
+        self,
+        status: Status,
+        *,
+        output_key: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        output_bytes: int | None = None,
+    ) -> bool:
         """End the task in ``status``; False (logged) when that could not be recorded."""
         try:
             await self._store.finish_task(
-                self._task_id, worker=self._worker, now=self._clock(), status=status, **fields
+                self._task_id,
+                worker=self._worker,
+                now=self._clock(),
+                status=status,
+                output_key=output_key,
+                error_code=error_code,
+                error_message=error_message,
+                output_bytes=output_bytes,
             )
         except LeaseLost:
             self.cancelled = await ended_by_client(self._store, self._task_id)

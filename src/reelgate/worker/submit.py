@@ -23,6 +23,7 @@ import mimetypes
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from reelgate import logs, metrics
 from reelgate.config import ProviderConfig, WatchConfig
 from reelgate.domain.errors import (
     IllegalTransition,
@@ -87,18 +88,24 @@ class Submitter:
         self._callback_url = callback_url
 
     async def claim(self, limit: int) -> list[Claimed]:
-        return await self._store.claim_submits(
+        now = self._clock()
+        claimed = await self._store.claim_submits(
             worker=self._worker,
-            now=self._clock(),
+            now=now,
             lease_seconds=self._config.lease_seconds,
             routes=self._config.routes,
             caps=self._config.caps,
             limit=limit,
         )
+        for one in claimed:
+            if not one.lost:
+                metrics.task_claimed(one.task, now)
+        return claimed
 
     async def submit(self, claimed: Claimed) -> None:
         """Carry one claimed task through its submission; never raises."""
         task = claimed.task
+        logs.TASK_ID.set(task.id)  # this asyncio task's log records name it (JSON logs)
         try:
             await self._submit(task, claimed.lost)
         except IllegalTransition:
@@ -318,6 +325,7 @@ class Submitter:
                 detail=code,
             )
         )
+        metrics.task_finished(task, outcome)
         log.info("task %s %s: %s (%s)", task.id, outcome, code, message)
 
     async def _job(self, task: Task, provider: Provider) -> UpstreamJob:

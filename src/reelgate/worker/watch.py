@@ -28,6 +28,7 @@ from pathlib import Path
 
 import av
 
+from reelgate import logs, metrics
 from reelgate.config import ProviderConfig, WatchConfig
 from reelgate.domain.errors import (
     IllegalTransition,
@@ -195,6 +196,7 @@ class Watcher:
         self._polls.release()
 
     async def _visit(self, task: Task) -> None:
+        logs.TASK_ID.set(task.id)  # this asyncio task's log records name it (JSON logs)
         try:
             if task.phase is Phase.REHOSTING:
                 self._polls.release()  # a download holds a re-host slot, not a poll slot
@@ -300,6 +302,9 @@ class Watcher:
                     spec.resolution,
                     now - task.submitted_at,
                 )
+            metrics.UPSTREAM_TASK_DURATION.labels(task.provider, task.spec.model).observe(
+                max(0.0, now - task.submitted_at)
+            )
         task = await self._store.move(
             Move(
                 task.id,
@@ -353,12 +358,20 @@ class Watcher:
         )
         self._later(task, delay)
 
-    async def _end(self, task: Task, outcome: Status, code: str | None, message: str) -> None:
+    async def _end(
+        self,
+        task: Task,
+        outcome: Status,
+        code: str | None,
+        message: str,
+        *,
+        output_bytes: int | None = None,
+    ) -> None:
         fields: dict[str, object] = {}
         if outcome is not Status.SUCCESS:
             fields = {"error_code": code, "error_message": message}
         else:
-            fields = {"output_key": message}
+            fields = {"output_key": message, "output_bytes": output_bytes}
         await self._store.move(
             Move(
                 task.id,
@@ -372,6 +385,7 @@ class Watcher:
             )
         )
         self._forget(task.id)
+        metrics.task_finished(task, outcome)
         if outcome is Status.SUCCESS:
             log.info("task %s SUCCESS (from %s)", task.id, task.provider)
         else:
@@ -396,7 +410,8 @@ class Watcher:
             await asyncio.to_thread(probe_mp4, scratch)
             key = output_key(task.id, max(task.attempts, 1))
             thumbnail = thumbnail_key(task.id, max(task.attempts, 1))
-            await store_thumbnail(self._blobs, thumbnail, scratch)
+            size = await store_thumbnail(self._blobs, thumbnail, scratch)
+            size += scratch.stat().st_size
             await self._blobs.put_file(key, scratch)
         except (UpstreamGone, UpstreamRefused) as exc:
             await self._end(task, Status.ERROR, exc.code, exc.message)
@@ -410,7 +425,7 @@ class Watcher:
             return
         finally:
             scratch.unlink(missing_ok=True)
-        await self._end(task, Status.SUCCESS, None, key)
+        await self._end(task, Status.SUCCESS, None, key, output_bytes=size)
 
 
 def probe_mp4(path: Path) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from reelgate import __version__
+from reelgate import __version__, metrics
 from reelgate.domain.errors import HostUnresolvable, InvalidParameter, ReelgateError
 from reelgate.domain.webhooks import (
     CALLBACK,
@@ -33,6 +33,12 @@ from reelgate.ports import Clock, HookStore
 from reelgate.services.addresses import AddressGuard, Target
 
 log = logging.getLogger("reelgate.webhooks")
+# An attempt's outcome as the metrics name it: a pending delivery is retried later.
+_OUTCOMES = {
+    DeliveryState.DELIVERED: "delivered",
+    DeliveryState.PENDING: "retry",
+    DeliveryState.FAILED: "failed",
+}
 PURGE_EVERY = 600.0  # seconds between sweeps of expired idempotency keys
 
 
@@ -137,6 +143,7 @@ class Deliverer:
     async def _attempt(self, delivery: Delivery, secret: str | None) -> None:
         async with self._slots:
             attempt = await self._send(delivery, secret)
+        metrics.WEBHOOK_DELIVERIES.labels(_OUTCOMES.get(attempt.state, attempt.state)).inc()
         if not await self.store.record_attempt(delivery, attempt):
             log.info("webhook %s: the claim was lost; another worker retries it", delivery.id)
 

@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from reelgate.api.auth import current_key
 from reelgate.api.dialects import error_route
 from reelgate.api.dialects.ark_create import UNKNOWN_MODEL, parse_create
 from reelgate.api.dialects.ark_present import STATUSES, ArkListQuery, listed, parse_list, present
@@ -35,7 +36,7 @@ from reelgate.domain import errors as e
 from reelgate.domain.catalog import SIZES
 from reelgate.domain.listing import MAX_LIMIT, ListQuery
 from reelgate.domain.status import Status
-from reelgate.domain.task import Task
+from reelgate.domain.task import ApiKey, Task
 from reelgate.services.idempotency import CreateService
 from reelgate.services.tasks import TaskService
 
@@ -54,6 +55,7 @@ ARK_STATUS: dict[type[e.ReelgateError], tuple[int, str]] = {
     e.AuthenticationError: (401, "AuthenticationError"),
     e.Forbidden: (403, "AccessDenied"),
     e.NotFound: (404, "ResourceNotFound"),
+    e.FilesExpired: (410, "ResourceNotFound"),
     e.PayloadTooLarge: (413, "RequestEntityTooLarge"),
     e.UnsupportedMediaType: (415, "UnsupportedMediaType"),
     e.RateLimited: (429, "RateLimitExceeded"),
@@ -67,6 +69,7 @@ _TYPES = {
     403: "Forbidden",
     404: "NotFound",
     409: "Conflict",
+    410: "Gone",
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     429: "TooManyRequests",
@@ -168,7 +171,7 @@ _LIST = {
     summary="Ark: create a video generation task",
     openapi_extra=_CREATE,
 )
-async def create_task(request: Request, owner: str = Depends(current_owner)) -> Response:
+async def create_task(request: Request, api_key: ApiKey = Depends(current_key)) -> Response:
     tasks: TaskService = request.app.state.tasks
     try:
         body = json.loads(await request.body(), object_pairs_hook=_unique_keys)
@@ -179,7 +182,9 @@ async def create_task(request: Request, owner: str = Depends(current_owner)) -> 
     parsed = parse_create(body, tasks.catalog)
     creates: CreateService = request.app.state.creates
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    created = await creates.create(owner, parsed.fields, parsed.image, idempotency_key=key)
+    created = await creates.create(
+        api_key.owner, parsed.fields, parsed.image, idempotency_key=key, limits=api_key.limits
+    )
     if not created.replayed:
         request.app.state.wake_peers()  # the worker may run in another API process
     return json_response({"id": created.task.id})

@@ -116,8 +116,9 @@ def present(task: Task, video_url: str | None) -> dict[str, Any]:
         "service_tier": "default",
         "execution_expires_after": EXECUTION_EXPIRES_AFTER,
     }
-    if status == "succeeded" and video_url is not None:
-        body["content"] = {"video_url": video_url}
+    if status == "succeeded":
+        if video_url is not None:  # None once retention deleted the video
+            body["content"] = {"video_url": video_url}
         tokens = task.usage_tokens
         if tokens is None:
             width, height = frame_size(spec.size, spec.resolution)

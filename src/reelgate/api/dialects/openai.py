@@ -32,6 +32,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from reelgate.api import content as content_route
+from reelgate.api.auth import current_key
 from reelgate.api.body import read_create_body
 from reelgate.api.dialects import error_route
 from reelgate.api.errors import domain_error, envelope
@@ -41,7 +42,7 @@ from reelgate.domain.listing import DEFAULT_LIMIT, MAX_LIMIT, ListQuery, Page
 from reelgate.domain.polling import poll_after
 from reelgate.domain.sizes import pixels
 from reelgate.domain.status import Status
-from reelgate.domain.task import Task
+from reelgate.domain.task import ApiKey, Task
 from reelgate.services.idempotency import CreateService
 from reelgate.services.tasks import TaskService
 
@@ -72,6 +73,7 @@ OPENAI_STATUS: dict[type[e.ReelgateError], tuple[int, str]] = {
     e.AuthenticationError: (401, "invalid_request_error"),
     e.Forbidden: (403, "invalid_request_error"),
     e.NotFound: (404, "invalid_request_error"),
+    e.FilesExpired: (410, "invalid_request_error"),
     e.PayloadTooLarge: (413, "invalid_request_error"),
     e.UnsupportedMediaType: (415, "invalid_request_error"),
     e.RateLimited: (429, "rate_limit_error"),
@@ -86,8 +88,13 @@ _CODES = {
 }
 
 
-def present(task: Task, now: float) -> dict[str, Any]:
-    """``task`` as OpenAI's video object (``seconds`` and ``size`` as strings)."""
+def present(task: Task, now: float, retain: float | None = None) -> dict[str, Any]:
+    """``task`` as OpenAI's video object (``seconds`` and ``size`` as strings).
+
+    ``expires_at`` is when a finished video's files are deleted (``retain`` seconds
+    after it completed: ``REELGATE_RETAIN_OUTPUTS``), or were; null while they are kept
+    for ever, and before the video is done.
+    """
     error = None
     if task.error_code is not None:
         error = {"code": task.error_code, "message": task.error_message or ""}
@@ -99,7 +106,7 @@ def present(task: Task, now: float) -> dict[str, Any]:
         "progress": task.shown_progress(now),
         "created_at": int(task.created_at),
         "completed_at": None if task.completed_at is None else int(task.completed_at),
-        "expires_at": None,  # kept until deleted: no retention yet
+        "expires_at": _expires_at(task, retain),
         "error": error,
         "prompt": task.spec.prompt,
         "seconds": str(task.spec.seconds),
@@ -108,9 +115,17 @@ def present(task: Task, now: float) -> dict[str, Any]:
     }
 
 
-def present_page(page: Page, now: float) -> dict[str, Any]:
+def _expires_at(task: Task, retain: float | None) -> int | None:
+    if task.status is not Status.SUCCESS or task.completed_at is None:
+        return None
+    if task.files_expired_at is not None:
+        return int(task.files_expired_at)
+    return None if retain is None else int(task.completed_at + retain)
+
+
+def present_page(page: Page, now: float, retain: float | None = None) -> dict[str, Any]:
     """A page of tasks as OpenAI's list object (``after=last_id`` asks for the next)."""
-    data = [present(task, now) for task in page.tasks]
+    data = [present(task, now, retain) for task in page.tasks]
     return {
         "object": "list",
         "data": data,
@@ -196,7 +211,7 @@ router = APIRouter(prefix=PREFIX, route_class=error_route(openai_error), tags=["
 
 
 @router.post("/videos", summary="OpenAI: create a video")
-async def create_video(request: Request, owner: str = Depends(current_owner)) -> Response:
+async def create_video(request: Request, api_key: ApiKey = Depends(current_key)) -> Response:
     creates: CreateService = request.app.state.creates
     fields, image = await read_create_body(request)
     fields, linked = create_fields(fields, request.app.state.settings.openai_aliases)
@@ -204,7 +219,9 @@ async def create_video(request: Request, owner: str = Depends(current_owner)) ->
         raise e.InvalidParameter("send one input_reference, not two", param="input_reference")
     key = request.headers.get("idempotency-key")  # as POST /v1/videos takes it
     try:
-        created = await creates.create(owner, fields, image or linked, idempotency_key=key)
+        created = await creates.create(
+            api_key.owner, fields, image or linked, idempotency_key=key, limits=api_key.limits
+        )
     except e.InvalidParameter as exc:
         if exc.param != "model":
             raise
@@ -231,7 +248,7 @@ async def list_videos(request: Request, owner: str = Depends(current_owner)) -> 
     tasks: TaskService = request.app.state.tasks
     params = request.query_params
     page = await tasks.list(owner, list_query({name: params.getlist(name) for name in params}))
-    return json_response(present_page(page, tasks.now()))
+    return json_response(present_page(page, tasks.now(), tasks.retain_outputs))
 
 
 @router.delete("/videos/{video_id}", summary="OpenAI: delete a video (cancelled first)")
@@ -264,7 +281,7 @@ def _video(task: Task, request: Request) -> Response:
     """The video object, with the polling advice while the task runs."""
     tasks: TaskService = request.app.state.tasks
     now = tasks.now()
-    response = json_response(present(task, now))
+    response = json_response(present(task, now, tasks.retain_outputs))
     wait = poll_after(task, now, interval=request.app.state.settings.poll_after)
     if wait is not None:
         response.headers[POLL_AFTER] = str(round(wait * 1000))

@@ -28,6 +28,7 @@ from typing import Any
 import certifi
 import httpx
 
+from reelgate import metrics
 from reelgate.config import ProviderConfig
 from reelgate.domain.errors import (
     UpstreamBusy,
@@ -118,6 +119,21 @@ class HttpProvider:
             verify=tls, timeout=timeout, limits=limits, transport=transport, follow_redirects=False
         )
         self._limiter = RateLimiter(config.requests_per_minute)
+        self._timer = metrics.UPSTREAM_DURATION.labels(name)
+
+    def _count(self, status: int | None, failure: str | None = None) -> None:
+        """Count one request by its answer's class (``none``: no answer) and its failure."""
+        if status is None:
+            answer = "none"
+        elif status == 429:
+            answer, failure = "429", "rate_limited"
+        else:
+            answer = f"{status // 100}xx"
+            if status >= 500:
+                failure = "server_error"
+        metrics.UPSTREAM_REQUESTS.labels(self.name, answer).inc()
+        if failure is not None:
+            metrics.UPSTREAM_ERRORS.labels(self.name, failure).inc()
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -128,19 +144,24 @@ class HttpProvider:
     ) -> httpx.Response:
         """Send one request to the provider's API; raise the domain error for a failure."""
         await self._limiter.acquire()
+        started = time.perf_counter()
         try:
             response = await self._client.request(method, path, **kwargs)
         except _NOT_SENT as exc:
+            self._count(None, "unreachable")
             raise UpstreamBusy(
                 f"{self.name}: cannot reach the provider ({type(exc).__name__})",
                 provider=self.name,
             ) from exc
         except httpx.HTTPError as exc:
+            self._count(None, "no_answer")
             cls = UpstreamUncertain if submit else UpstreamBusy
             raise cls(
                 f"{self.name}: no answer from the provider ({type(exc).__name__})",
                 provider=self.name,
             ) from exc
+        self._timer.observe(time.perf_counter() - started)
+        self._count(response.status_code)
         if response.status_code == 429 or response.status_code >= 500:
             raise UpstreamBusy(
                 f"{self.name}: the provider answered {response.status_code}",
@@ -154,6 +175,7 @@ class HttpProvider:
         try:
             data = response.json()
         except ValueError as exc:
+            metrics.UPSTREAM_ERRORS.labels(self.name, "malformed").inc()
             cls = UpstreamUncertain if submit else UpstreamBusy
             raise cls(f"{self.name}: the provider sent malformed JSON", provider=self.name) from exc
         if not isinstance(data, dict):
@@ -175,6 +197,7 @@ class HttpProvider:
         await self._limiter.acquire()
         try:
             async with client.stream("GET", url) as response:
+                self._count(response.status_code)
                 if response.status_code in (401, 403, 404, 410):
                     raise UpstreamGone(
                         f"{self.name}: the video is no longer available ({response.status_code})",
@@ -213,6 +236,7 @@ class HttpProvider:
             raise
         except httpx.HTTPError as exc:
             dest.unlink(missing_ok=True)
+            self._count(None, "no_answer")
             raise UpstreamBusy(
                 f"{self.name}: the video download failed ({type(exc).__name__})",
                 provider=self.name,

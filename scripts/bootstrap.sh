@@ -10,11 +10,13 @@ bootstrap_venv() {
     # Reinstall only when pyproject.toml changed since the last install.
     if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
         if [[ "$extra" == dev ]]; then
-            what="reelgate, its dependencies and the test tools"
+            what="reelgate, its dependencies and the test tools (with a CPU build of torch)"
+            took="a few minutes"
         else
             what="reelgate and its dependencies"
+            took="about a minute"
         fi
-        echo "installing $what into .venv (first run: about a minute)…" >&2
+        echo "installing $what into .venv (first run: $took)…" >&2
         .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
         if [[ "$extra" == dev ]]; then
             # The tests' extra pulls torch (reelgate[gpu]); take the CPU build first (the

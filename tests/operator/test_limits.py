@@ -24,12 +24,10 @@ from reelgate.domain.errors import RateLimited
 from reelgate.domain.quotas import DAY, Limits, Role
 from reelgate.domain.status import Status
 from reelgate.ports import TaskStore
-from tests.operator.stores import MODEL, finish, new_task, quota_pg_url, store
+from tests.operator.stores import MODEL, finish, new_task
 from tests.pg import temporary_database
 from tests.procs import Proc, ready, spawn_api, wait_until
 from tests.server import LiveServer, start_server
-
-__all__ = ["quota_pg_url", "store"]
 
 NOW = 1_699_999_980.0 + 30  # the middle of a UTC minute
 

@@ -13,10 +13,8 @@ from reelgate.domain.quotas import DAY, Role, UsageLine, day_of
 from reelgate.domain.status import Status
 from reelgate.ports import QuotaStore, TaskStore
 from reelgate.store.memory import MemoryStore
-from tests.operator.stores import MODEL, finish, new_task, quota_pg_url, store
+from tests.operator.stores import MODEL, finish, new_task
 from tests.server import LiveServer, start_server
-
-__all__ = ["quota_pg_url", "store"]
 
 NOW = 1_700_000_000.0
 

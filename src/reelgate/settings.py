@@ -140,6 +140,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"REELGATE_{name.upper()}: {exc}") from None
         if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key):
             raise ValueError("set both REELGATE_S3_ACCESS_KEY_ID and REELGATE_S3_SECRET_ACCESS_KEY")
+        if self.env == "production" and "change-me" in self.signing_secret.lower():
+            raise ValueError(
+                "REELGATE_SIGNING_SECRET is the example's placeholder: anyone who read the "
+                "example could sign links; set a random one (e.g. openssl rand -hex 32)"
+            )
         if self.env == "production" and self.bench_routes:
             raise ValueError("REELGATE_BENCH_ROUTES is for benchmarks, not production")
         if self.env == "production" and self.public_url.startswith("http://127.0.0.1"):

@@ -101,6 +101,14 @@ def test_sign_in_create_watch_play_cancel_delete(
     expect(page.locator(f'tr[data-task="{long}"] .status')).to_have_text("FAILED")
     page.screenshot(path=shots / "dashboard-tasks.png", full_page=True)
 
+    # The owner's usage: the two successes; the cancelled task is not charged.
+    page.click("#nav-usage")
+    expect(page).to_have_url(re.compile(r"/dashboard/usage$"))
+    expect(page.locator("#usage tbody tr")).to_have_count(1)
+    expect(page.locator(f'#usage tr[data-model="{QUICK_MODEL}"]')).to_be_visible()
+    expect(page.locator("#total-tasks")).to_have_text("2")
+    page.screenshot(path=shots / "dashboard-usage.png", full_page=True)
+
     # Delete (after the confirmation dialog) the first task: gone from the list.
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(server.base_url + f"/dashboard/tasks/{first}")
@@ -140,6 +148,17 @@ def test_admin_creates_and_revokes_a_key(browser: Browser, server: LiveServer, s
     expect(row).to_contain_text("30/min")
     expect(row).to_contain_text("2 active")
     expect(row).to_contain_text("600 s/day")
+
+    # Change its limits in the row's form: the list shows the new ones.
+    row.locator("details.edit summary").click()
+    row.locator('input[name="max_active"]').fill("5")
+    row.locator('input[name="seconds_per_day"]').fill("")
+    row.locator("button.save").click()
+    expect(page.locator("#updated")).to_contain_text(key_id)
+    expect(row).to_contain_text("5 active")
+    expect(row).not_to_contain_text("s/day")
+    row.locator("details.edit summary").click()
+    expect(row.locator('input[name="max_active"]')).to_have_value("5")
     page.screenshot(path=shots / "dashboard-admin-keys.png", full_page=True)
 
     # The new key works for the API, then no longer once revoked here.
@@ -150,7 +169,7 @@ def test_admin_creates_and_revokes_a_key(browser: Browser, server: LiveServer, s
     expect(page.locator(f'tr[data-key="{key_id}"] .state')).to_contain_text("revoked")
     assert httpx.get(server.base_url + "/v1/videos", headers=headers).status_code == 401
 
-    page.click("nav >> text=Usage")
+    page.click("#nav-all-usage")
     expect(page.locator("#usage")).to_be_visible()
     page.screenshot(path=shots / "dashboard-admin-usage.png", full_page=True)
     page.click("nav >> text=Health")

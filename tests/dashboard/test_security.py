@@ -13,6 +13,7 @@ from PIL import Image
 
 from reelgate.dashboard.session import COOKIE
 from reelgate.domain.quotas import Limits, Role
+from tests.procs import wait_until
 from tests.server import LiveServer, start_server
 
 TOKEN = re.compile(r'name="csrf" value="([^"]+)"')
@@ -226,3 +227,95 @@ def test_the_form_takes_an_image_and_the_keys_limits(server: LiveServer) -> None
         server.base_url + "/v1/videos", headers={"Authorization": f"Bearer {secret}"}
     )
     assert listed.json()["data"] == []
+
+
+def succeeded(server: LiveServer, owner: str, **fields: str) -> str:
+    """A task of ``owner`` created over the API, once it is SUCCESS (so it is charged)."""
+    task_id = create(server, owner, **fields)
+    url = f"{server.base_url}/v1/videos/{task_id}"
+
+    def done() -> bool:
+        return bool(httpx.get(url, headers=server.headers(owner)).json()["status"] == "SUCCESS")
+
+    wait_until(done, timeout=60, what=f"{owner}'s task to succeed")
+    return task_id
+
+
+def test_every_key_reads_its_own_owners_usage(server: LiveServer) -> None:
+    succeeded(server, "pia")
+    succeeded(server, "quinn", model="doubao-seedance-2-0", seconds="4")
+    client = sign_in(server, server.key_for("pia"))
+    tasks = client.get("/dashboard/tasks").text
+    assert 'href="/dashboard/usage"' in tasks and "/dashboard/admin/usage" not in tasks
+    own = client.get("/dashboard/usage")
+    assert own.status_code == 200, own.text
+    assert re.findall(r'<tr data-model="([^"]+)"', own.text) == [MODEL]
+    assert "quinn" not in own.text and "doubao-seedance-2-0" not in own.text
+    api = httpx.get(server.base_url + "/v1/usage", headers=server.headers("pia")).json()
+    assert api["totals"]["tasks"] == 1
+    assert f'<th id="total-tasks">{api["totals"]["tasks"]}</th>' in own.text
+    # Another owner in the query changes nothing: the page is the session owner's.
+    named = client.get("/dashboard/usage", params={"owner": "quinn"})
+    assert re.findall(r'<tr data-model="([^"]+)"', named.text) == [MODEL]
+    assert "quinn" not in named.text
+    bad = client.get("/dashboard/usage", params={"from": "yesterday"})
+    assert bad.status_code == 400 and "from must be a date" in bad.text
+
+    _, secret = server.call(server.components.keys.create("audit", role=Role.ADMIN))
+    admin = sign_in(server, secret)
+    everyone = admin.get("/dashboard/admin/usage").text
+    assert "<td>pia</td>" in everyone and "<td>quinn</td>" in everyone
+    only = admin.get("/dashboard/admin/usage", params={"owner": "quinn"}).text
+    assert re.findall(r'<tr data-model="([^"]+)"', only) == ["doubao-seedance-2-0"]
+    mine = admin.get("/dashboard/usage").text  # an admin's own page: its owner only
+    assert "pia" not in mine and 'id="every-owner"' in mine
+
+
+def test_admins_change_a_keys_role_and_limits_and_the_api_enforces_them(
+    server: LiveServer,
+) -> None:
+    keys = server.components.keys
+    key, secret = server.call(keys.create("rae"))
+    bearer = {"Authorization": f"Bearer {secret}"}
+    url = f"/dashboard/admin/keys/{key.id}/update"
+    limit = {"role": "user", "rate_per_minute": "", "max_active": "0", "seconds_per_day": ""}
+
+    user = sign_in(server, server.key_for("sam"))
+    assert user.post(url, data={**limit, "csrf": csrf(user)}).status_code == 403
+    admin_key, admin_secret = server.call(keys.create("boss", role=Role.ADMIN))
+    admin = sign_in(server, admin_secret)
+    assert admin.post(url, data=limit).status_code == 403  # no CSRF token
+    bad = admin.post(url, data={**limit, "max_active": "-1", "csrf": csrf(admin)})
+    assert bad.status_code == 400 and "max_active" in bad.text
+    assert server.call(keys.get(key.id)).limits == Limits()  # nothing changed
+
+    done = admin.post(url, data={**limit, "csrf": csrf(admin)})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/dashboard/admin/keys?updated={key.id}"
+    assert server.call(keys.get(key.id)).limits == Limits(max_active=0)
+    body = {"model": MODEL, "prompt": "over the limit", "seconds": "2"}
+    refused = httpx.post(server.base_url + "/v1/videos", json=body, headers=bearer)
+    assert refused.status_code == 429 and "retry-after" in refused.headers
+    assert refused.json()["error"]["code"] == "active_tasks_limit"
+    listed = httpx.get(server.base_url + "/v1/videos", headers=bearer).json()
+    assert listed["data"] == []
+    page = admin.get("/dashboard/admin/keys?updated=" + key.id).text
+    assert 'id="updated"' in page and "0 active" in page
+    assert 'name="max_active" value="0"' in page
+
+    # Empty fields clear the limits; the role changes with them.
+    cleared = {**limit, "max_active": "", "role": "admin", "csrf": csrf(admin)}
+    assert admin.post(url, data=cleared).status_code == 303
+    assert server.call(keys.get(key.id)).limits == Limits()
+    assert httpx.post(server.base_url + "/v1/videos", json=body, headers=bearer).status_code == 200
+    assert httpx.get(server.base_url + "/v1/admin/keys", headers=bearer).status_code == 200
+
+    # No such key: 404; the key signed in may not drop its own admin role.
+    gone = admin.post(
+        "/dashboard/admin/keys/key_nope/update", data={**cleared, "csrf": csrf(admin)}
+    )
+    assert gone.status_code == 404
+    own = {**limit, "max_active": "", "csrf": csrf(admin)}
+    refused_self = admin.post(f"/dashboard/admin/keys/{admin_key.id}/update", data=own)
+    assert refused_self.status_code == 400 and "signed in with" in refused_self.text
+    assert server.call(keys.get(admin_key.id)).admin

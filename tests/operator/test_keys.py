@@ -11,7 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from reelgate.cli import app
+from reelgate.domain.errors import NotFound
 from reelgate.domain.quotas import Limits, Role
+from reelgate.ports import TaskStore
 from reelgate.services.keys import KeyService, ensure_first_key
 from reelgate.store import sql
 from reelgate.store.sqlite import SqliteStore, _statements
@@ -105,6 +107,17 @@ def test_unknown_key_ids_are_404(server: LiveServer) -> None:
     for method in ("GET", "DELETE"):
         answer = httpx.request(method, f"{server.base_url}/v1/admin/keys/key_nope", headers=admin)
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("key_id", ["key_\x00", "key_\ud800"])
+async def test_unstorable_key_ids_are_not_found_on_every_store(
+    store: TaskStore, key_id: str
+) -> None:
+    """As GET and PATCH answer them: 404, never PostgreSQL's 400 for a NUL byte."""
+    keys = KeyService(store, lambda: 1000.0)
+    for call in (keys.get, keys.revoke):
+        with pytest.raises(NotFound):
+            await call(key_id)
 
 
 async def test_the_first_key_is_an_admin_key(tmp_path: Path) -> None:

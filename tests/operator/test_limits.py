@@ -90,6 +90,18 @@ async def test_seconds_per_day_refunds_failed_and_cancelled(store: TaskStore) ->
     await store.create_task(new_task("alice", NOW + DAY, seconds=12), limits)  # a new day
 
 
+async def test_only_counted_seconds_are_given_back(store: TaskStore) -> None:
+    uncounted = [new_task("alice", NOW, seconds=10) for _ in range(2)]
+    for task in uncounted:  # made before the key had a daily limit
+        await store.create_task(task)
+    limits = Limits(seconds_per_day=10)
+    await store.create_task(new_task("alice", NOW + 1, seconds=10), limits)  # 10 of 10
+    for task in uncounted:
+        await store.cancel_task(task.id, now=NOW + 2)
+    refused = await _refused(store, "alice", limits, NOW + 3)  # still 10 of 10 today
+    assert refused.code == "daily_seconds_limit"
+
+
 async def test_queue_cap_counts_every_owner(store: TaskStore) -> None:
     limits = Limits(max_queued=2)
     await store.create_task(new_task("alice", NOW), limits)

@@ -70,14 +70,21 @@ async def store(url: str) -> AsyncIterator[TaskStore]:
 class CountingBlobs(LocalBlobs):
     """Local files that count each delete of a key that existed (shared by janitors)."""
 
-    def __init__(self, root: Path, deleted: list[str], *, broken: bool = False) -> None:
+    def __init__(
+        self, root: Path, deleted: list[str], *, broken: bool = False, after: int | None = None
+    ) -> None:
         super().__init__(root)
         self.deleted = deleted
         self.broken = broken
+        self.after = after  # deletes that work before the storage breaks (None: never)
 
     async def delete(self, key: str) -> None:
         if self.broken:
             raise OSError("the disk is away")
+        if self.after is not None:
+            if self.after == 0:
+                raise OSError("the disk went away")
+            self.after -= 1
         if await self.exists(key):
             self.deleted.append(key)
         await super().delete(key)
@@ -245,6 +252,19 @@ async def test_files_that_cannot_be_deleted_stay_for_the_next_run(
     assert stored is not None and stored.files_expired_at is None
     assert await blobs.exists(output_key(task.id, 1))
     assert (await janitor(store, blobs, outputs=DAY).sweep()).kinds[FileKind.OUTPUTS].tasks == 1
+
+
+async def test_a_sweep_that_fails_halfway_keeps_the_linked_video(
+    store: TaskStore, tmp_path: Path
+) -> None:
+    blobs = CountingBlobs(tmp_path / "blobs", [])
+    task = await finished(store, blobs, at=DAY)
+    halfway = CountingBlobs(tmp_path / "blobs", [], after=1)  # the thumbnail, then no more
+    sweep = await janitor(store, halfway, outputs=DAY).sweep()
+    assert sweep.kinds[FileKind.OUTPUTS].failed == 1
+    stored = await store.get_task(task.id)
+    assert stored is not None and stored.files_expired_at is None  # its link is shown again
+    assert await blobs.exists(output_key(task.id, 1))  # and still reaches the video
 
 
 async def test_dry_run_counts_and_changes_nothing(store: TaskStore, tmp_path: Path) -> None:

@@ -145,3 +145,12 @@ def test_bad_ranges_are_400(server: LiveServer, params: dict[str, str]) -> None:
     answer = httpx.get(f"{server.base_url}/v1/usage", params=params, headers=server.headers())
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] in ("from", "to")
+
+
+def test_a_range_ending_on_the_first_calendar_day_is_200(server: LiveServer) -> None:
+    """``to`` alone, on 0001-01-01: the default ``from`` stops at that day (no 500)."""
+    answer = httpx.get(
+        f"{server.base_url}/v1/usage", params={"to": "0001-01-01"}, headers=server.headers()
+    )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["from"], answer.json()["data"]) == ("0001-01-01", [])

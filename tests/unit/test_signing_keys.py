@@ -10,6 +10,7 @@ import pytest
 from reelgate.domain.errors import AuthenticationError, Forbidden
 from reelgate.services.keys import KeyService, ensure_first_key, hash_key
 from reelgate.services.signing import Signer, load_secret
+from reelgate.settings import Settings
 from reelgate.store.memory import MemoryStore
 
 
@@ -82,3 +83,10 @@ async def test_active_keys_are_cached_briefly() -> None:
     now[0] += 1.5
     with pytest.raises(AuthenticationError, match="revoked"):
         await elsewhere.authenticate(f"Bearer {secret}")
+
+
+def test_production_refuses_the_examples_placeholder_secret(tmp_path: Path) -> None:
+    base = {"data_dir": tmp_path, "env": "production", "public_url": "https://v.example.com"}
+    with pytest.raises(ValueError, match="placeholder"):
+        Settings(**base, signing_secret="change-me-to-a-random-string-of-at-least-32-chars")
+    Settings(**base, signing_secret="x" * 40)  # a real one passes

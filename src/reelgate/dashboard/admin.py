@@ -1,4 +1,4 @@
-"""The dashboard's admin pages: keys (create with role and limits, revoke), usage, health.
+"""The dashboard's admin pages: keys (create, change role and limits, revoke), usage, health.
 
 Only a session of an admin key sees them; any other gets the 403 page. Each page
 calls the service the admin API calls (``KeyService``, ``UsageService``) or the
@@ -20,12 +20,12 @@ from reelgate.config import Config
 from reelgate.dashboard.forms import checked_form, text
 from reelgate.dashboard.session import PATH, Session
 from reelgate.dashboard.signin import current, error_page, page, shown, status_of, to_signin
+from reelgate.dashboard.usage import usage_page
 from reelgate.domain.errors import Forbidden, InvalidParameter, ReelgateError
 from reelgate.domain.quotas import LIMIT_NAMES, Limits, Role, check_limit
 from reelgate.domain.status import Phase
 from reelgate.ports import TaskStore
 from reelgate.services.keys import KeyService
-from reelgate.services.usage import UsageService
 
 router = APIRouter(prefix=PATH + "/admin", include_in_schema=False)
 KEYS = PATH + "/admin/keys"
@@ -65,6 +65,9 @@ async def _keys(
         "keys": listed,
         "limit_names": LIMIT_NAMES,
         "revoked": request.query_params.get("revoked"),
+        "updated": request.query_params.get("updated"),
+        "edited": None,
+        "edit_error": None,
         "created": None,
         "secret": None,
         "error": None,
@@ -84,16 +87,43 @@ async def create_key(request: Request) -> Response:
     try:
         form = await checked_form(request, session)
         values = {name: text(form, name) for name in ("owner", "name", "role", *LIMIT_NAMES)}
-        role = values["role"] or Role.USER.value
-        if role not in (Role.USER.value, Role.ADMIN.value):
-            raise InvalidParameter("role must be admin or user", param="role")
         key, secret = await keys.create(
-            values["owner"], values["name"], role=Role(role), limits=_limits(form)
+            values["owner"], values["name"], role=_role(form) or Role.USER, limits=_limits(form)
         )
     except ReelgateError as exc:
         extra = {"error": shown(request, exc), "form": values}
         return await _keys(request, session, extra, status_of(exc))
     return await _keys(request, session, {"created": key, "secret": secret})
+
+
+@router.post("/keys/{key_id}/update")
+async def update_key(key_id: str, request: Request) -> Response:
+    """Set a key's role and its three limits (an empty field clears one), as PATCH does."""
+    session = await _admin(request)
+    if not isinstance(session, Session):
+        return session
+    keys: KeyService = request.app.state.keys
+    try:
+        form = await checked_form(request, session)
+        role = _role(form)
+        if key_id == session.key.id and role is Role.USER:
+            raise InvalidParameter(
+                "this is the key you are signed in with: demote it from another admin key",
+                param="role",
+            )
+        await keys.update(key_id, limits=_limits(form), role=role)
+    except ReelgateError as exc:
+        extra = {"edit_error": shown(request, exc), "edited": key_id}
+        return await _keys(request, session, extra, status_of(exc))
+    return RedirectResponse(f"{KEYS}?updated={key_id}", status_code=303)
+
+
+def _role(form: FormData) -> Role | None:
+    """The form's role; None when the field is empty."""
+    role = text(form, "role")
+    if role and role not in (Role.USER.value, Role.ADMIN.value):
+        raise InvalidParameter("role must be admin or user", param="role")
+    return Role(role) if role else None
 
 
 def _limits(form: FormData) -> Limits:
@@ -122,24 +152,11 @@ async def revoke_key(key_id: str, request: Request) -> Response:
 
 
 @router.get("/usage")
-async def usage_page(request: Request) -> Response:
+async def usage_of_every_owner(request: Request) -> Response:
     session = await _admin(request)
     if not isinstance(session, Session):
         return session
-    usage: UsageService = request.app.state.usage
-    params = request.query_params
-    chosen = {name: params.get(name, "").strip() for name in ("from", "to", "owner", "model")}
-    report, error = None, None
-    try:
-        start, end = usage.parse_range(chosen["from"] or None, chosen["to"] or None)
-        found = await usage.report(
-            start=start, end=end, owner=chosen["owner"] or None, model=chosen["model"] or None
-        )
-        report = found.as_json()
-    except ReelgateError as exc:
-        error = shown(request, exc)
-    context = {"report": report, "chosen": chosen, "error": error}
-    return page(request, session, "admin_usage.html", context, 400 if error else 200)
+    return await usage_page(request, session, every_owner=True)
 
 
 @router.get("/health")

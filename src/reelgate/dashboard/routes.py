@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from reelgate.dashboard import admin, signin, tasks
+from reelgate.dashboard import admin, signin, tasks, usage
 
-ROUTERS = (signin.router, tasks.router, admin.router)
+ROUTERS = (signin.router, tasks.router, usage.router, admin.router)

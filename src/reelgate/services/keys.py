@@ -94,6 +94,8 @@ class KeyService:
 
     async def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (again: no change); ``NotFound`` for an unknown id."""
+        if not storable_text(key_id):  # no stored key has such an id (as ``get`` answers)
+            raise NotFound(f"no API key with id {key_id[:80]!r}")
         key = await self._store.revoke_key(key_id, now=self._clock())
         self._active.pop(key.key_hash, None)
         return key

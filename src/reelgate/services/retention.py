@@ -152,9 +152,14 @@ class Janitor:
                 return swept  # what failed waits for the next run, not this loop
 
     async def _delete(self, kind: FileKind, task: Task) -> bool:
-        """Delete ``task``'s ``kind`` files; False when storage failed."""
+        """Delete ``task``'s ``kind`` files; False when storage failed.
+
+        The video that links point at goes last: when a delete fails, the task is
+        restored (its link shown again), and that link must still reach its file.
+        """
+        keys = sorted(files_of(task, kind), key=lambda key: key == task.output_key)
         try:
-            for key in files_of(task, kind):
+            for key in keys:
                 async with self._deletes:
                     await self._blobs.delete(key)
         except Exception as exc:

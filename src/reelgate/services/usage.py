@@ -78,7 +78,8 @@ class UsageService:
         malformed date, ``from`` after ``to``, or more than ``MAX_DAYS`` days.
         """
         last = _date("to", end) if end else _EPOCH + dt.timedelta(days=day_of(self._clock()))
-        first = _date("from", start) if start else last - dt.timedelta(days=DEFAULT_DAYS - 1)
+        days_back = min(DEFAULT_DAYS - 1, (last - dt.date.min).days)  # no day before year 1
+        first = _date("from", start) if start else last - dt.timedelta(days=days_back)
         if first > last:
             raise InvalidParameter("from must not be after to", param="from")
         if (last - first).days >= MAX_DAYS:

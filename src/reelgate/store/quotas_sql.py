@@ -20,7 +20,7 @@ COUNT_ACTIVE = (
     "SELECT COUNT(*) FROM tasks WHERE owner = :owner AND status IN ('SUBMITTED', 'IN_PROGRESS')"
 )
 COUNT_QUEUED = "SELECT COUNT(*) FROM tasks WHERE status IN ('SUBMITTED', 'IN_PROGRESS')"
-SELECT_DAILY = "SELECT seconds FROM daily_seconds WHERE owner = :owner AND day = :day"
+SELECT_DAILY = "SELECT SUM(seconds) FROM daily_seconds WHERE owner = :owner AND day = :day"
 
 # One more create this minute, unless the count reached the limit (then no row returns).
 COUNT_RATE = """
@@ -31,8 +31,7 @@ RETURNING count
 """
 PRUNE_RATE = "DELETE FROM rate_counters WHERE owner = :owner AND minute < :minute"
 ADD_DAILY = """
-INSERT INTO daily_seconds (owner, day, seconds) VALUES (:owner, :day, :seconds)
-ON CONFLICT (owner, day) DO UPDATE SET seconds = daily_seconds.seconds + excluded.seconds
+INSERT INTO daily_seconds (task_id, owner, day, seconds) VALUES (:task_id, :owner, :day, :seconds)
 """
 PRUNE_DAILY = "DELETE FROM daily_seconds WHERE owner = :owner AND day < :day - 1"
 
@@ -75,6 +74,7 @@ def usage_from_rows(rows: Sequence[Sequence[Any]]) -> list[UsageLine]:
 def quota_params(task: Task, limits: Limits) -> dict[str, Any]:
     """The named parameters of the statements above for a create of ``task``."""
     return {
+        "task_id": task.id,
         "owner": task.owner,
         "minute": int(task.created_at // MINUTE),
         "day": day_of(task.created_at),

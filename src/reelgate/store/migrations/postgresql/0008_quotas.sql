@@ -23,19 +23,21 @@ CREATE TABLE rate_counters (
     PRIMARY KEY (owner, minute)
 );
 
--- Seconds of video asked for per owner and UTC day of creation (seconds_per_day),
--- counted by creates under a daily limit; a task that ends FAILED or ERROR (cancelled
--- included) gives its seconds back. Deleting a task gives nothing back.
+-- Seconds of video asked for by the creates counted under a daily limit
+-- (seconds_per_day): a row per counted task, summed per owner and UTC day of creation.
+-- A counted task that ends FAILED or ERROR (cancelled included) gives its seconds back:
+-- its row goes; a task never counted gives nothing. Deleting a task gives nothing back.
+-- Rows older than yesterday are deleted by the owner's next counted create.
 CREATE TABLE daily_seconds (
+    task_id TEXT PRIMARY KEY,
     owner   TEXT NOT NULL,
     day     INTEGER NOT NULL,
-    seconds BIGINT NOT NULL,
-    PRIMARY KEY (owner, day)
+    seconds BIGINT NOT NULL
 );
+CREATE INDEX daily_seconds_owner ON daily_seconds (owner, day);
 CREATE FUNCTION reelgate_refund_seconds() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE daily_seconds SET seconds = GREATEST(0, seconds - NEW.seconds)
-    WHERE owner = NEW.owner AND day = floor(NEW.created_at / 86400)::integer;
+    DELETE FROM daily_seconds WHERE task_id = NEW.id;
     RETURN NULL;
 END $$;
 CREATE TRIGGER tasks_refund_seconds AFTER UPDATE OF status ON tasks

@@ -16,6 +16,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -82,6 +83,9 @@ _RECORD_MIGRATION = (
 )
 
 
+_LOCKED_PAUSE = 0.01  # seconds between tries of a statement SQLite found locked
+
+
 class SqliteStore(SqliteHooks, SqliteRetention, SqliteQuotas):
     """``TaskStore`` over one SQLite file."""
 
@@ -101,7 +105,7 @@ class SqliteStore(SqliteHooks, SqliteRetention, SqliteQuotas):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._patiently(conn, "PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
@@ -109,10 +113,28 @@ class SqliteStore(SqliteHooks, SqliteRetention, SqliteQuotas):
                 self._connections.append(conn)
         return conn
 
+    def _patiently(self, conn: sqlite3.Connection, statement: str) -> None:
+        """Run ``statement``, waiting up to the busy timeout while the file is locked.
+
+        SQLite answers some locks at once, without its busy handler: processes that
+        open a new file together (one switches it to WAL, another reads its first
+        page), or a WAL being recovered. Seen as "database is locked" when several
+        API processes start on a fresh data folder; here they wait like for any lock.
+        """
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(_LOCKED_PAUSE)
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+        self._patiently(conn, "BEGIN IMMEDIATE")
         try:
             yield conn
             conn.execute("COMMIT")

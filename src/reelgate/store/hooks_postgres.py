@@ -6,13 +6,10 @@ SKIP LOCKED``: none waits on another, none takes a delivery another holds.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
 from reelgate.domain.errors import Unavailable
 from reelgate.domain.webhooks import Attempt, Delivery, Endpoint, IdempotencyRecord
 from reelgate.store import hooks_sql as q
+from reelgate.store.mixins import PostgresHost
 from reelgate.store.sql import for_psycopg
 
 _Q = {
@@ -39,18 +36,8 @@ _Q = {
 }
 
 
-class PostgresHooks:
+class PostgresHooks(PostgresHost):
     """The ``HookStore`` methods of ``PostgresStore``."""
-
-    if TYPE_CHECKING:
-
-        def _connection(
-            self, timeout: float | None = None
-        ) -> contextlib.AbstractAsyncContextManager[Any]: ...
-
-        async def _rows(
-            self, statement: str, params: Mapping[str, Any], timeout: float | None = None
-        ) -> list[Any]: ...
 
     async def reserve_key(
         self, record: IdempotencyRecord, *, now: float

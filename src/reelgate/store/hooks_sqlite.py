@@ -7,23 +7,14 @@ due deliveries is serialised with every other writer, across processes too.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from reelgate.domain.webhooks import Attempt, Delivery, Endpoint, IdempotencyRecord
 from reelgate.store import hooks_sql as q
+from reelgate.store.mixins import SqliteHost
 
-T = TypeVar("T")
 
-
-class SqliteHooks:
+class SqliteHooks(SqliteHost):
     """The ``HookStore`` methods of ``SqliteStore``."""
-
-    if TYPE_CHECKING:
-
-        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-
-        def _read(self, statement: str, params: dict[str, Any]) -> list[Any]: ...
 
     async def reserve_key(
         self, record: IdempotencyRecord, *, now: float

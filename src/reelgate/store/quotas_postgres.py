@@ -7,16 +7,16 @@ API processes never count the same owner at once, so no limit is overrun.
 
 from __future__ import annotations
 
-import contextlib
 import zlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reelgate.domain.errors import NotFound
 from reelgate.domain.quotas import Counts, Limits, UsageLine, rate_refusal, refuse
 from reelgate.domain.task import ApiKey, Task
 from reelgate.store import quotas_sql as q
 from reelgate.store import sql
+from reelgate.store.mixins import PostgresHost
 
 _OWNER_LOCKS = 0x7267_0001  # the class of the (class, owner hash) advisory locks
 _QUEUE_LOCK = (0x7267_0002, 0)  # held by creates while a global queue cap applies
@@ -75,18 +75,8 @@ async def _one(conn: Any, statement: str, params: Mapping[str, Any]) -> int:
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 
-class PostgresQuotas:
+class PostgresQuotas(PostgresHost):
     """The ``QuotaStore`` methods of ``PostgresStore``."""
-
-    if TYPE_CHECKING:
-
-        def _connection(
-            self, timeout: float | None = None
-        ) -> contextlib.AbstractAsyncContextManager[Any]: ...
-
-        async def _rows(
-            self, statement: str, params: Mapping[str, Any], timeout: float | None = None
-        ) -> list[Any]: ...
 
     async def key_by_id(self, key_id: str) -> ApiKey | None:
         rows = await self._rows(_Q["select_key"], {"id": key_id})

@@ -7,16 +7,14 @@ inserting are serialised with every other writer, in every process sharing the f
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from reelgate.domain.errors import NotFound
 from reelgate.domain.quotas import Counts, Limits, UsageLine, rate_refusal, refuse
 from reelgate.domain.task import ApiKey, Task
 from reelgate.store import quotas_sql as q
 from reelgate.store import sql
-
-T = TypeVar("T")
+from reelgate.store.mixins import SqliteHost
 
 
 def admit(conn: sqlite3.Connection, task: Task, limits: Limits) -> None:
@@ -46,14 +44,8 @@ def _one(conn: sqlite3.Connection, statement: str, params: dict[str, Any]) -> in
     return int(row[0]) if row is not None and row[0] is not None else 0
 
 
-class SqliteQuotas:
+class SqliteQuotas(SqliteHost):
     """The ``QuotaStore`` methods of ``SqliteStore``."""
-
-    if TYPE_CHECKING:
-
-        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-
-        def _read(self, statement: str, params: dict[str, Any]) -> list[Any]: ...
 
     async def key_by_id(self, key_id: str) -> ApiKey | None:
         rows = self._read(q.SELECT_KEY, {"id": key_id})

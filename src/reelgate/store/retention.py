@@ -12,16 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from reelgate.domain.retention import LEASE, FileKind, StorageUsage
 from reelgate.domain.status import Phase
 from reelgate.domain.task import Task
 from reelgate.store import sql
-
-T = TypeVar("T")
+from reelgate.store.mixins import PostgresHost, SqliteHost
 
 OUTPUTS_KEPT = "phase = 'done' AND files_expired_at IS NULL"
 INPUTS_KEPT = "input_key IS NOT NULL AND input_expired_at IS NULL"
@@ -91,14 +90,8 @@ def _expire_params(before: float, now: float, limit: int, holder: str) -> dict[s
     return {"before": before, "now": now, "limit": limit, "lease": LEASE, "holder": holder}
 
 
-class SqliteRetention:
+class SqliteRetention(SqliteHost):
     """The retention methods of ``SqliteStore`` (writes on its one writer thread)."""
-
-    if TYPE_CHECKING:
-
-        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-
-        def _read(self, statement: str, params: dict[str, Any]) -> list[Any]: ...
 
     async def storage_usage(self) -> StorageUsage:
         return usage_of(
@@ -157,16 +150,8 @@ _PG = {
 }
 
 
-class PostgresRetention:
+class PostgresRetention(PostgresHost):
     """The retention methods of ``PostgresStore`` (one autocommit statement each)."""
-
-    if TYPE_CHECKING:
-
-        async def _rows(
-            self, statement: str, params: Any, timeout: float | None = None
-        ) -> list[Any]: ...
-
-        async def _tasks(self, statement: str, params: Any) -> list[Task]: ...
 
     async def storage_usage(self) -> StorageUsage:
         outputs = await self._rows(_PG[f"usage_{FileKind.OUTPUTS}"], {})

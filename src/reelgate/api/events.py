@@ -124,6 +124,8 @@ async def frames(stream: Stream, after: int | None) -> AsyncIterator[bytes]:
                 return
         while True:
             events = await hub.wait(stream.task_id, after, stream.heartbeat)
+            if hub.closing and not events:
+                return  # the server is stopping: the client resumes (Last-Event-ID) elsewhere
             if not events:  # deleted meanwhile: TaskNotFound ends the stream
                 task = await tasks.get(stream.owner, stream.task_id)
                 if not task.terminal:

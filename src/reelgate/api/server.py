@@ -28,6 +28,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from reelgate.api.timeouts import timed_protocol
+from reelgate.services.events import EventHub
 from reelgate.settings import Settings
 
 log = logging.getLogger("reelgate")
@@ -108,7 +109,25 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
 
 def serve(app: Any, settings: Settings, sock: socket.socket) -> None:
     """Serve ``app`` on ``sock`` in this process until SIGTERM or SIGINT."""
-    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    _Server(uvicorn_config(app, settings), getattr(app.state, "events", None)).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; a graceful stop first ends the open event streams.
+
+    uvicorn waits for open responses before it stops (up to its graceful timeout), and
+    an event stream stays open until its task ends: without this, one open stream held
+    a stop for 30 s. Streams end cleanly and clients resume with Last-Event-ID.
+    """
+
+    def __init__(self, config: uvicorn.Config, hub: EventHub | None) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._hub is not None:
+            self._hub.close()
+        await super().shutdown(sockets)
 
 
 class Peers:

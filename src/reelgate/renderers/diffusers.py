@@ -35,6 +35,7 @@ import importlib.util
 import io
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,11 @@ def _load(model: str, config: LocalModelConfig, device: str) -> tuple[Any, Any]:
         dtypes = {"default": getattr(torch, config.dtype)}
         if config.pipeline != "ltx":
             dtypes["vae"] = torch.float32  # Wan's VAE decodes badly in half precision
-        pipe = kind.from_pretrained(folder, torch_dtype=dtypes, local_files_only=True)
+        with warnings.catch_warnings():
+            # ``torch_dtype`` is the name every diffusers in our range knows; 0.42 and
+            # newer call it ``dtype`` and warn about the old name.
+            warnings.filterwarnings("ignore", "`torch_dtype` is deprecated", FutureWarning)
+            pipe = kind.from_pretrained(folder, torch_dtype=dtypes, local_files_only=True)
         if config.cpu_offload:
             pipe.enable_model_cpu_offload(device=device)
         else:

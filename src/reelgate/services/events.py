@@ -76,6 +76,12 @@ class EventHub:
         self._poll_interval = poll_interval
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._someone = asyncio.Event()  # set while anyone waits: the poller's gate
+        self.closing = False  # the server is stopping: streams end, clients resume elsewhere
+
+    def close(self) -> None:
+        """End every wait now and every later one at once (a graceful stop has begun)."""
+        self.closing = True
+        self.changed(None)
 
     @property
     def waiting(self) -> int:
@@ -135,7 +141,7 @@ class EventHub:
                 waiter.clear()  # before the read: a change after it wakes the wait below
                 events = await self._store.events_after(task_id, after)
                 remaining = deadline - loop.time()
-                if events or remaining <= 0:
+                if events or remaining <= 0 or self.closing:
                     return events
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):

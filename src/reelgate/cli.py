@@ -275,7 +275,8 @@ def serve(
     cli = _command_name()
     if processes == 1:
         _joined(settings, "api")
-        server.serve(create_app(components, on_ready=announce), settings, sockets[0])
+        app = create_app(components, on_ready=announce)
+        server.serve(app, settings, sockets[0], hub=app.state.events)
         return
     peers = server.Peers() if settings.workers > 0 else None  # to wake the embedded worker
 
@@ -286,7 +287,7 @@ def serve(
         api = create_app(
             mine, embedded_worker=first, on_ready=announce if first else None, peers=peers
         )
-        server.serve(api, settings, sockets[index % len(sockets)])
+        server.serve(api, settings, sockets[index % len(sockets)], hub=api.state.events)
 
     status = server.run_processes(processes, run, on_exit=_process_ended)
     if status:

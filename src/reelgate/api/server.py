@@ -107,9 +107,14 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     )
 
 
-def serve(app: Any, settings: Settings, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` in this process until SIGTERM or SIGINT."""
-    _Server(uvicorn_config(app, settings), getattr(app.state, "events", None)).run(sockets=[sock])
+def serve(
+    app: Any, settings: Settings, sock: socket.socket, *, hub: EventHub | None = None
+) -> None:
+    """Serve ``app`` on ``sock`` in this process until SIGTERM or SIGINT.
+
+    ``hub``: the app's event streams, ended first when a graceful stop begins.
+    """
+    _Server(uvicorn_config(app, settings), hub).run(sockets=[sock])
 
 
 class _Server(uvicorn.Server):

@@ -85,9 +85,8 @@ class Counts:
 def refuse(limits: Limits, counts: Counts, seconds: int, now: float) -> RateLimited | None:
     """The refusal of a create of ``seconds`` seconds of video, or None when it fits.
 
-    Checked in this order: the global queue, active tasks, a rate of 0, seconds per day
-    (any other rate is counted by the store itself, last, so that a refused create never
-    counts).
+    Checked in this order: the global queue, active tasks, seconds per day (the rate
+    is counted by the store itself, last, so that a refused create never counts).
     """
     if limits.max_queued is not None and counts.queued >= limits.max_queued:
         return RateLimited(
@@ -102,8 +101,6 @@ def refuse(limits: Limits, counts: Counts, seconds: int, now: float) -> RateLimi
             retry_after=ACTIVE_RETRY_AFTER,
             code="active_tasks_limit",
         )
-    if limits.rate_per_minute == 0:  # the store's counter admits a minute's first create
-        return rate_refusal(limits, now)
     daily = limits.seconds_per_day
     if daily is not None and counts.seconds_today + seconds > daily:
         left = max(0, daily - counts.seconds_today)

@@ -428,7 +428,7 @@ class PostgresStore(PostgresHooks, PostgresRetention, PostgresQuotas):
         return int((await self._rows(_Q["last_event"], {}))[0][0])
 
     async def queue_depth(self) -> dict[Phase, int]:
-        rows = await self._rows(sql.COUNT_ACTIVE, {})
+        rows = await self._rows(sql.QUEUE_DEPTH, {})
         return {Phase(phase): int(count) for phase, count in rows}
 
     async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:

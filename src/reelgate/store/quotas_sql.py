@@ -22,9 +22,10 @@ COUNT_ACTIVE = (
 COUNT_QUEUED = "SELECT COUNT(*) FROM tasks WHERE status IN ('SUBMITTED', 'IN_PROGRESS')"
 SELECT_DAILY = "SELECT SUM(seconds) FROM daily_seconds WHERE owner = :owner AND day = :day"
 
-# One more create this minute, unless the count reached the limit (then no row returns).
+# One more create this minute, unless the count reached the limit (then no row returns;
+# a limit of 0 admits not even the minute's first create).
 COUNT_RATE = """
-INSERT INTO rate_counters (owner, minute, count) VALUES (:owner, :minute, 1)
+INSERT INTO rate_counters (owner, minute, count) SELECT :owner, :minute, 1 WHERE :rate > 0
 ON CONFLICT (owner, minute) DO UPDATE SET count = rate_counters.count + 1
 WHERE rate_counters.count < :rate
 RETURNING count

@@ -321,7 +321,7 @@ SELECT seq, task_id FROM task_events WHERE seq > :after ORDER BY seq LIMIT :limi
 """
 SELECT_LAST_EVENT = "SELECT COALESCE(MAX(seq), 0) FROM task_events"
 # The tasks not finished, by phase: the partial index tasks_work holds exactly these.
-COUNT_ACTIVE = """
+QUEUE_DEPTH = """
 SELECT phase, COUNT(*) FROM tasks WHERE status IN ('SUBMITTED', 'IN_PROGRESS') GROUP BY phase
 """
 

@@ -343,7 +343,7 @@ class SqliteStore(SqliteHooks, SqliteRetention, SqliteQuotas):
         return int(self._read(sql.SELECT_LAST_EVENT, {})[0][0])
 
     async def queue_depth(self) -> dict[Phase, int]:
-        return {Phase(phase): int(count) for phase, count in self._read(sql.COUNT_ACTIVE, {})}
+        return {Phase(phase): int(count) for phase, count in self._read(sql.QUEUE_DEPTH, {})}
 
     async def list_tasks(self, owner: str, query: ListQuery, cursor: Cursor | None = None) -> Page:
         statement, params = sql.list_statement(owner, query, cursor)
